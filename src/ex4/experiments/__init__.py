@@ -1,0 +1,75 @@
+"""Experiments: one function each, from validated parameters to a stored result.
+
+`run(name, values)` is what the CLI and the chapters call. It resolves the data directory, fingerprints the
+data files and asks the store, which returns the stored outcome or computes it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ex4.errors import Ex4Error
+from ex4.store import Outcome, Store, fingerprint_files
+
+
+@dataclass
+class Context:
+    """Everything an experiment's compute function may use."""
+
+    params: dict[str, Any]  # every resolved parameter (an experiment reads only those it declares)
+    data_dir: Path
+    store: Store
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    summary: str
+    data: str  # "europe" or "faces"
+    params: tuple[str, ...]  # the parameter names its results depend on (and so its store key)
+    code: tuple[str, ...]  # modules whose source defines its results
+    compute: Callable[[Context], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def registry() -> dict[str, Experiment]:
+    from ex4.experiments import section6, section7
+
+    return {experiment.name: experiment for experiment in (*section6.EXPERIMENTS, *section7.EXPERIMENTS)}
+
+
+def data_dir_and_files(kind: str, values: dict[str, Any]) -> tuple[Path, list[Path]]:
+    from ex4.data import resolve_europe_dir, resolve_faces_dir
+    from ex4.data.europe import europe_files
+    from ex4.data.faces import faces_files
+
+    if kind == "europe":
+        folder = resolve_europe_dir(values["europe_dir"])
+        return folder, europe_files(folder)
+    folder = resolve_faces_dir(values["faces_dir"])
+    return folder, faces_files(folder)
+
+
+def run(name: str, values: dict[str, Any], store: Store | None = None) -> Outcome:
+    """Results of experiment `name` under resolved parameters `values` (from the store when present)."""
+    experiments = registry()
+    if name not in experiments:
+        import difflib
+
+        close = difflib.get_close_matches(name, experiments, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise Ex4Error(f"unknown experiment '{name}'{hint}; known: {', '.join(experiments)}")
+    experiment = experiments[name]
+    store = store or Store()
+    folder, files = data_dir_and_files(experiment.data, values)
+    key_params = {param: values[param] for param in experiment.params}  # data enter the key by content
+    context = Context(params=values, data_dir=folder, store=store)
+    return store.get_or_compute(
+        experiment.name,
+        key_params,
+        fingerprint_files(files, root=folder),
+        (*experiment.code, experiment.compute.__module__),
+        lambda: experiment.compute(context),
+        extra_meta={"data_dir": str(folder)},
+    )

@@ -1,0 +1,1 @@
+"""Figures drawn from stored results only: nothing here trains or imports training code."""
