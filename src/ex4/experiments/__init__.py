@@ -6,6 +6,9 @@ data files and asks the store, which returns the stored outcome or computes it o
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -65,7 +68,7 @@ def run(name: str, values: dict[str, Any], store: Store | None = None) -> Outcom
     folder, files = data_dir_and_files(experiment.data, values)
     key_params = {param: values[param] for param in experiment.params}  # data enter the key by content
     context = Context(params=values, data_dir=folder, store=store)
-    return store.get_or_compute(
+    outcome = store.get_or_compute(
         experiment.name,
         key_params,
         fingerprint_files(files, root=folder),
@@ -73,3 +76,16 @@ def run(name: str, values: dict[str, Any], store: Store | None = None) -> Outcom
         lambda: experiment.compute(context),
         extra_meta={"data_dir": str(folder)},
     )
+    log_outcome(outcome)
+    return outcome
+
+
+def log_outcome(outcome: Outcome) -> None:
+    """Append a line to $EX4_BUILD_LOG (set by the renderer) so the appendix can report cache hits."""
+    log_path = os.environ.get("EX4_BUILD_LOG")
+    if not log_path:
+        return
+    record = {"experiment": outcome.experiment, "key": outcome.key, "hit": outcome.hit,
+              "wall_time": round(outcome.wall_time, 3), "time": time.time()}
+    with open(log_path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")

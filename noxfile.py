@@ -1,0 +1,75 @@
+"""Sessions: `tests`, then `report` (tests, then the whole book), `chapter` (one chapter variant), `bench`.
+
+All sessions share one virtual environment in `.nox/ex4` so torch (several GB) is installed once; it is
+reinstalled only when `pyproject.toml` changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+ENV = ROOT / ".nox" / "ex4"
+BIN = ENV / ("Scripts" if sys.platform == "win32" else "bin")
+PYTHON = str(BIN / "python")
+
+nox.options.sessions = ["tests"]
+
+
+def ensure_env(session: nox.Session) -> None:
+    """Create the shared environment once; reinstall ex4 (not torch) when its requirements change."""
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = ENV / ".ex4-requirements"
+    if not (BIN / "python").exists():
+        session.run(sys.executable, "-m", "venv", str(ENV), external=True)
+        session.run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip", external=True)
+    if not stamp.exists() or stamp.read_text().strip() != wanted:
+        session.run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]", external=True)
+        stamp.write_text(wanted + "\n")
+    session.env["PATH"] = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
+    session.env["VIRTUAL_ENV"] = str(ENV)
+
+
+def run_tests(session: nox.Session) -> None:
+    session.run(PYTHON, "-m", "pytest", *(session.posargs or ["-q"]), external=True)
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """The test suite (pytest); arguments after `--` go to pytest."""
+    ensure_env(session)
+    run_tests(session)
+
+
+@nox.session(venv_backend="none")
+def report(session: nox.Session) -> None:
+    """Tests, then the whole book (HTML + PDF) into _book/. `-- --params FILE` picks a parameter profile."""
+    ensure_env(session)
+    args = list(session.posargs)
+    session.run(PYTHON, "-m", "ex4.cli", "data", "build", "--if-missing", external=True)
+    session.run(PYTHON, "-m", "pytest", "-q", external=True)
+    session.run(PYTHON, "-m", "ex4.cli", "render", *args, external=True)
+
+
+@nox.session(venv_backend="none")
+def chapter(session: nox.Session) -> None:
+    """One chapter with new parameters: `nox -s chapter -- report/section6-1.qmd -P seed:7`."""
+    ensure_env(session)
+    if not session.posargs:
+        session.error("usage: nox -s chapter -- report/<chapter>.qmd [-P name:value ...] [--params FILE]")
+    qmd, *rest = session.posargs
+    session.run(PYTHON, "-m", "ex4.cli", "render", "--chapter", qmd, *rest, external=True)
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Speed and memory against the textbook reference loops (prints ratios)."""
+    ensure_env(session)
+    targets = session.posargs or ["benchmarks/mlp.py", "benchmarks/cnn.py"]
+    for target in targets:
+        session.run(PYTHON, target, external=True)

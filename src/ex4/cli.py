@@ -1,0 +1,197 @@
+"""The `ex4` command: build and check data, run experiments, manage stored results, render the report.
+
+Bad input ends in one line on stderr and a non-zero exit; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ex4.errors import Ex4Error
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become null so that `--json` output is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+# ---- commands ------------------------------------------------------------------------------------------------
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from ex4.data import bundled
+    from ex4.paths import bundled_data_dir
+
+    if args.if_missing and not args.dest and args.faces_difficulty is None:
+        print(f"europe: {bundled.ensure_bundled_europe()}")
+        print(f"faces:  {bundled.ensure_bundled_faces()} (stand-in: synthetic real-vs-fake digits, not faces)")
+        return 0
+    dest = Path(args.dest) if args.dest else bundled_data_dir()
+    kwargs = {} if args.faces_difficulty is None else {"difficulty": args.faces_difficulty}
+    europe = bundled.build_europe(dest / "europe")
+    faces = bundled.build_faces(dest / "faces", **kwargs)
+    print(f"europe: {europe}")
+    print(f"faces:  {faces} (stand-in: synthetic real-vs-fake digits, not faces)")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from ex4.data.europe import summarize_europe
+    from ex4.data.faces import summarize_faces
+
+    folder = Path(args.directory)
+    summary = summarize_europe(folder) if args.kind == "europe" else summarize_faces(folder)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ex4 import params
+    from ex4.experiments import registry, run
+    from ex4.store import Store
+
+    if args.experiment == "list":
+        for name, experiment in registry().items():
+            print(f"{name:16s} {experiment.summary}")
+        return 0
+    values = params.resolve_cli(args.params, args.set or [])
+    names = list(registry()) if args.experiment == "all" else [args.experiment]
+    outputs = []
+    for name in names:
+        outcome = run(name, values, Store(args.store) if args.store else None)
+        state = "stored" if outcome.hit else f"computed in {outcome.wall_time:.1f} s"
+        print(f"{name}: result {outcome.key} ({state})", file=sys.stderr)
+        outputs.append({"experiment": name, "key": outcome.key, "stored": outcome.hit,
+                        "runs": outcome.result.get("runs", [])})
+    if args.json:
+        payload = outputs[0] if len(outputs) == 1 else outputs
+        print(json.dumps(_json_safe(payload), indent=1))
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from ex4.store import Store
+
+    store = Store(args.store) if args.store else Store()
+    if args.action == "ls":
+        rows = store.entries()
+        if not rows:
+            print(f"no stored results in {store.root}")
+        for row in rows:
+            summary = ", ".join(f"{key}={value}" for key, value in sorted((row.get("params") or {}).items())
+                                if not isinstance(value, list))
+            print(f"{row.get('experiment', '?'):16s} {row['key']}  {row.get('created', '?'):25s} "
+                  f"{row['size'] / 1e6:7.2f} MB  {'CORRUPT ' if row.get('corrupt') else ''}{summary}")
+    elif args.action == "rm":
+        if not args.key:
+            raise Ex4Error("ex4 results rm: give the KEY (or a unique prefix) to remove; see `ex4 results ls`")
+        store.remove(args.key)
+        print(f"removed {args.key}")
+    else:
+        removed = store.prune()
+        print(f"pruned {len(removed)} result(s)" + (": " + ", ".join(removed) if removed else ""))
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from ex4.paths import project_root
+    from ex4.render import book
+
+    root = project_root()
+    if args.store:
+        os.environ["EX4_STORE"] = str(Path(args.store).resolve())
+    if args.chapter:
+        overrides = dict(book.parse_param_assignment(text) for text in args.P or [])
+        folder = book.render_chapter(Path(args.chapter), overrides, root, params_file=args.params,
+                                     renderer=args.renderer)
+        print(f"chapter rendered into {folder}")
+        return 0
+    if args.P:
+        raise Ex4Error("-P overrides apply to one chapter: add --chapter report/<chapter>.qmd, or use --params FILE")
+    result = book.render_book(root, params_file=Path(args.params) if args.params else None,
+                              out_dir=Path(args.out) if args.out else None, renderer=args.renderer)
+    print(f"book rendered by {result.renderer}: {result.html} and {result.pdf}")
+    return 0
+
+
+# ---- parser --------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ex4", description=__doc__.splitlines()[0])
+    parser.add_argument("--store", help="result store folder (default: $EX4_STORE or <project>/.ex4/store)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="build the bundled data sets or check your own")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    build = data_commands.add_parser("build", help="build both bundled sets offline (byte-identical on rebuild)")
+    build.add_argument("--dest", help="destination folder (default: <project>/.ex4/data)")
+    build.add_argument("--faces-difficulty", type=float, help="difficulty knob of the stand-in image set")
+    build.add_argument("--if-missing", action="store_true", help="only build a default set that is absent or invalid")
+    build.set_defaults(handler=cmd_data_build)
+    check = data_commands.add_parser("check", help="validate a data set and print its counts")
+    check.add_argument("kind", choices=["europe", "faces"])
+    check.add_argument("directory")
+    check.set_defaults(handler=cmd_data_check)
+
+    run = commands.add_parser("run", help="run an experiment (from the store when its result is there)")
+    run.add_argument("experiment", help="experiment name, 'all', or 'list'")
+    run.add_argument("--params", help="YAML parameter profile (e.g. params/smoke.yml)")
+    run.add_argument("--set", action="append", metavar="NAME=VALUE", help="override one parameter (YAML value)")
+    run.add_argument("--json", action="store_true", help="print the runs as JSON on stdout")
+    run.set_defaults(handler=cmd_run)
+
+    results = commands.add_parser("results", help="list, remove or prune stored results")
+    results.add_argument("action", choices=["ls", "rm", "prune"])
+    results.add_argument("key", nargs="?")
+    results.set_defaults(handler=cmd_results)
+
+    render = commands.add_parser("render", help="render the book (HTML + PDF) or one chapter variant")
+    render.add_argument("--params", help="YAML parameter profile for every chapter")
+    render.add_argument("--chapter", help="render only this chapter into its own variant folder")
+    render.add_argument("-P", action="append", metavar="NAME:VALUE", help="chapter parameter override")
+    render.add_argument("--renderer", choices=["auto", "quarto", "ex4"], default="auto")
+    render.add_argument("--out", help="output folder of the book (default: <project>/_book)")
+    render.set_defaults(handler=cmd_render)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except Ex4Error as error:
+        if args.debug:
+            raise
+        print(f"ex4: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("ex4: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # an ex4 bug, not bad input: still one line unless --debug
+        if args.debug:
+            raise
+        message = " ".join(str(error).split())
+        print(f"ex4: internal error: {type(error).__name__}: {message} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
