@@ -118,7 +118,8 @@ def _read_table(path: Path) -> pd.DataFrame:
 def _split_columns(table: pd.DataFrame, path: Path, required: tuple[str, ...]) -> None:
     missing = [name for name in required if name not in table.columns]
     if missing:
-        found = ", ".join(repr(name) for name in table.columns) or "nothing"
+        found = ", ".join("(unnamed)" if name.startswith("Unnamed: ") else repr(name)
+                          for name in table.columns) or "nothing"
         raise Ex4Error(f"{path}: header: missing column {missing[0]!r} (expected {', '.join(required)}; "
                        f"found {found})")
     if table.empty:

@@ -1,0 +1,306 @@
+"""Real-vs-fake images in an ImageFolder tree, decoded once and cached on disk.
+
+Layout: `<dir>/{train,val,test}/<class>/<image>` (`validation` is accepted for `val`). A class folder's
+label comes from the word in its name, never from alphabetical order: `real`, `0_real`, `Real_images` are
+real (0); `fake`, `1_fake` are fake (1). Anything else is an error naming the folder, because guessing a
+label silently swaps every result.
+
+Every image is converted to RGB (grayscale, RGBA and palette images included, as torchvision's default
+loader does), its shorter side resized to `size` with antialiased bilinear filtering and centre-cropped to
+size x size, exactly as `torchvision.transforms.Resize(size)` + `CenterCrop(size)` do on PIL images.
+Images smaller than `size` are therefore upscaled. Files with other extensions (.DS_Store, notes) and
+hidden files are ignored.
+
+Decoding is the slow part, so the decoded arrays of a whole tree are stored in
+`paths.cache_dir()/faces/<key>.npz`. The key hashes the folder, every image's relative path, byte size and
+modification time (ns), the target size and the loader version: touching or replacing any image starts a
+fresh decode, while a rerun on the same files decodes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ex4.atomic import atomic_path
+from ex4.data.checks import read_json, require_directory
+from ex4.errors import Ex4Error
+from ex4.paths import cache_dir
+
+SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
+LABELS = {"real": 0, "fake": 1}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MANIFEST = "manifest.json"
+LOADER_VERSION = 1  # bump when decoding changes, so old caches are not reused
+
+
+@dataclass
+class ImageSplit:
+    images: np.ndarray  # uint8 [n, S, S, 3]
+    labels: np.ndarray  # int64 [n]: real=0, fake=1
+    ids: list[str]  # paths relative to the data folder, e.g. "test/fake/0012.png"
+
+
+@dataclass
+class FacesData:
+    train: ImageSplit
+    val: ImageSplit
+    test: ImageSplit
+    directory: Path
+    is_standin: bool
+    description: str
+
+    def splits(self) -> dict[str, ImageSplit]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+@dataclass(frozen=True)
+class _Image:
+    path: Path
+    id: str
+    label: int
+
+
+# --- the tree ----------------------------------------------------------------------------------------------
+
+
+def class_label(folder: Path) -> int:
+    """0 for a folder named for real images, 1 for fake ones; Ex4Error for any other name."""
+    words = set(re.findall(r"[a-z]+", folder.name.lower()))
+    found = [name for name in LABELS if name in words]
+    if len(found) != 1:
+        raise Ex4Error(f"{folder}: class folder name must contain exactly one of the words 'real' or 'fake' "
+                       "(e.g. real, fake, 0_real, 1_fake)")
+    return LABELS[found[0]]
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _split_folder(root: Path, split: str) -> Path:
+    children = {child.name.lower(): child for child in root.iterdir() if child.is_dir() and _visible(child)}
+    matches = [children[name] for name in SPLIT_FOLDERS[split] if name in children]
+    if not matches:
+        raise Ex4Error(f"{root}: missing split folder '{SPLIT_FOLDERS[split][0]}' "
+                       f"(expected {', '.join(names[0] for names in SPLIT_FOLDERS.values())})")
+    if len(matches) > 1:
+        raise Ex4Error(f"{root}: both '{matches[0].name}' and '{matches[1].name}' exist; keep one {split} folder")
+    return matches[0]
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = [path for path in folder.rglob("*")
+             if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+             and all(_visible(part) for part in path.relative_to(folder).parents if part != Path("."))
+             and _visible(path)]
+    return sorted(files, key=lambda path: path.relative_to(folder).as_posix())
+
+
+def _scan(directory: Path) -> dict[str, list[_Image]]:
+    """Every image of every split in a fixed order, after checking the folder structure."""
+    root = require_directory(directory, "faces data")
+    tree: dict[str, list[_Image]] = {}
+    for split in SPLIT_FOLDERS:
+        split_dir = _split_folder(root, split)
+        by_label: dict[int, Path] = {}
+        images: list[_Image] = []
+        for folder in sorted((child for child in split_dir.iterdir() if child.is_dir() and _visible(child)),
+                             key=lambda child: child.name):
+            label = class_label(folder)
+            if label in by_label:
+                raise Ex4Error(f"{split_dir}: both '{by_label[label].name}' and '{folder.name}' are "
+                               f"'{_label_name(label)}' folders; keep one")
+            by_label[label] = folder
+            files = _image_files(folder)
+            if not files:
+                raise Ex4Error(f"{folder}: class folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
+            images += [_Image(path, path.relative_to(root).as_posix(), label) for path in files]
+        if len(by_label) < 2:
+            present = f"only a '{_label_name(next(iter(by_label)))}' folder" if by_label else "no class folders"
+            raise Ex4Error(f"{split_dir}: the {split} split has {present}; it needs both real and fake")
+        tree[split] = sorted(images, key=lambda image: (image.label, image.id))
+    return tree
+
+
+def _label_name(label: int) -> str:
+    return next(name for name, value in LABELS.items() if value == label)
+
+
+def faces_files(directory: Path | str) -> list[Path]:
+    """The image files of all three splits (train, val, test; real before fake; sorted) after checking the tree."""
+    return [image.path for images in _scan(Path(directory)).values() for image in images]
+
+
+# --- decoding ----------------------------------------------------------------------------------------------
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: scale to 8 bits instead of clipping
+        values = np.asarray(image, dtype=np.float64) / 257.0
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def resize_and_crop(image: Image.Image, size: int) -> Image.Image:
+    """torchvision's Resize(size) then CenterCrop(size), for a PIL image."""
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    new_width, new_height = (new_short, new_long) if width <= height else (new_long, new_short)
+    if (new_width, new_height) != (width, height):
+        image = image.resize((new_width, new_height), Image.Resampling.BILINEAR)
+    top = int(round((new_height - size) / 2.0))
+    left = int(round((new_width - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """One image as uint8 [size, size, 3]; Ex4Error naming the file when it cannot be decoded."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            rgb = _to_rgb(image)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise Ex4Error(f"{path}: cannot decode image ({detail})") from None
+    return np.asarray(resize_and_crop(rgb, size), dtype=np.uint8)
+
+
+def _smallest_side(path: Path) -> int:
+    try:
+        with Image.open(path) as image:
+            return min(image.size)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
+        raise Ex4Error(f"{path}: cannot read image header ({error})") from None
+
+
+def _decode_all(images: list[_Image], size: int) -> np.ndarray:
+    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        decoded = pool.map(lambda image: decode_image(image.path, size), images)
+        for index, array in enumerate(tqdm(decoded, total=len(images), desc=f"decoding images at {size}px",
+                                           unit="img", file=sys.stderr, disable=not sys.stderr.isatty(),
+                                           leave=False)):
+            out[index] = array
+    return out
+
+
+# --- the cache ---------------------------------------------------------------------------------------------
+
+
+def cache_key(directory: Path, tree: dict[str, list[_Image]], size: int) -> str:
+    digest = hashlib.sha256(f"faces-cache v{LOADER_VERSION}\0{directory}\0{size}\n".encode())
+    for split, images in tree.items():
+        for image in images:
+            stat = image.path.stat()
+            digest.update(f"{split}\0{image.id}\0{image.label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def _cache_path(key: str) -> Path:
+    return cache_dir() / "faces" / f"{key}.npz"
+
+
+def _read_cache(path: Path, tree: dict[str, list[_Image]], size: int) -> dict[str, ImageSplit] | None:
+    """The cached splits, or None when absent or not matching (a damaged cache is just decoded again)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            splits = {}
+            for split, images in tree.items():
+                ids = stored[f"{split}_ids"].tolist()
+                pixels = stored[f"{split}_images"]
+                labels = stored[f"{split}_labels"].astype(np.int64)
+                if ids != [image.id for image in images] or pixels.shape != (len(images), size, size, 3):
+                    return None
+                splits[split] = ImageSplit(images=pixels, labels=labels, ids=ids)
+            return splits
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def _write_cache(path: Path, splits: dict[str, ImageSplit]) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for split, part in splits.items():
+        arrays[f"{split}_images"] = part.images
+        arrays[f"{split}_labels"] = part.labels
+        arrays[f"{split}_ids"] = np.array(part.ids, dtype=str)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    except OSError as error:  # a read-only or full cache folder costs time, not correctness
+        print(f"ex4: could not write image cache {path}: {error.strerror or error}", file=sys.stderr)
+
+
+# --- public loaders ----------------------------------------------------------------------------------------
+
+
+def _manifest_labels(directory: Path) -> tuple[bool, str]:
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        return False, f"user data: {directory}"
+    manifest = read_json(manifest_path)
+    if not isinstance(manifest, dict):
+        raise Ex4Error(f"{manifest_path}: expected a JSON object")
+    is_standin = manifest.get("standin") is True
+    fallback = "stand-in data (not faces)" if is_standin else f"user data: {directory}"
+    return is_standin, str(manifest.get("description") or fallback)
+
+
+def load_faces(directory: Path | str, size: int) -> FacesData:
+    """All three splits as uint8 [n, size, size, 3] RGB arrays, decoded once and then read from the cache."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise Ex4Error(f"image size must be a positive integer, got {size!r}")
+    root = require_directory(directory, "faces data")
+    tree = _scan(root)
+    is_standin, description = _manifest_labels(root)
+    path = _cache_path(cache_key(root, tree, size))
+    splits = _read_cache(path, tree, size)
+    if splits is None:
+        every_image = [image for images in tree.values() for image in images]
+        pixels = _decode_all(every_image, size)
+        splits, start = {}, 0
+        for split, images in tree.items():
+            splits[split] = ImageSplit(images=pixels[start:start + len(images)],
+                                       labels=np.array([image.label for image in images], dtype=np.int64),
+                                       ids=[image.id for image in images])
+            start += len(images)
+        _write_cache(path, splits)
+    return FacesData(**splits, directory=root, is_standin=is_standin, description=description)
+
+
+def summarize_faces(directory: Path | str, decode: bool = True) -> dict[str, Any]:
+    """Images per split and class (and the smallest image side) for `ex4 data check faces DIR`.
+
+    With `decode`, every image is decoded once (at a tiny size, not cached) so a corrupt file fails here.
+    """
+    root = require_directory(directory, "faces data")
+    tree = _scan(root)
+    is_standin, description = _manifest_labels(root)
+    if decode:
+        _decode_all([image for images in tree.values() for image in images], 8)
+    smallest = min(_smallest_side(image.path) for images in tree.values() for image in images)
+    return {
+        "directory": str(root),
+        "is_standin": is_standin,
+        "description": description,
+        "images": {split: {name: sum(image.label == label for image in images) for name, label in LABELS.items()}
+                   for split, images in tree.items()},
+        "smallest_side": int(smallest),
+    }

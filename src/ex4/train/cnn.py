@@ -1,0 +1,88 @@
+"""Training of the one-logit classifiers (Adam + BCEWithLogitsLoss) and their binary metrics.
+
+One loop serves every torch baseline. What differs is what `inputs(indices)` returns and which parameters
+train: images through a whole ResNet18 (scratch, finetune), images through a frozen eval-mode backbone into
+a linear head, or cached backbone features straight into that head (the fast linear probe). Batch order comes
+from `batch_orders(n, batch_size, epochs, seed)`: the permutations that torch's
+`RandomSampler(data, generator=torch.Generator().manual_seed(seed))` draws, so a textbook DataLoader loop given
+that sampler replays it exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ex4.train.features import progress
+
+
+def batch_orders(n: int, batch_size: int, epochs: int, seed: int) -> list[list[torch.Tensor]]:
+    """Index batches of every epoch: one `randperm(n)` per epoch from a generator seeded with `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    orders = []
+    for _ in range(epochs):
+        permutation = torch.randperm(n, generator=generator)
+        orders.append(list(permutation.split(batch_size)))
+    return orders
+
+
+def fit_binary(model: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], labels: torch.Tensor, *,
+               lr: float, batch_size: int, epochs: int, seed: int, device: torch.device,
+               parameters: Iterable[nn.Parameter] | None = None, train_mode: bool = True,
+               autocast: torch.dtype | None = None, desc: str = "training") -> list[float]:
+    """Adam on BCEWithLogitsLoss over shuffled mini-batches; returns the mean training loss of each epoch.
+
+    `inputs(indices)` gives the batch on `device`; `parameters` (default: all of `model`'s) are the ones that
+    train; `train_mode=False` keeps the model in eval mode (a frozen backbone's BatchNorm statistics stay put).
+    """
+    model.to(device)
+    model.train(train_mode)
+    trainable = [parameter for parameter in (model.parameters() if parameters is None else parameters)
+                 if parameter.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=lr)
+    loss_fn = nn.BCEWithLogitsLoss()
+    targets = labels.to(device=device, dtype=torch.float32)
+    epoch_losses = []
+    orders = batch_orders(len(labels), batch_size, epochs, seed)
+    for epoch, batches in enumerate(orders):
+        total = torch.zeros((), device=device)
+        for indices in progress(batches, len(batches), f"{desc} (epoch {epoch + 1}/{epochs})"):
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+                logits = model(inputs(indices)).reshape(-1)
+            loss = loss_fn(logits.float(), targets[indices.to(device)])
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(indices)
+        epoch_losses.append(float(total) / len(labels))
+    model.eval()
+    return epoch_losses
+
+
+def binary_metrics(logits: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> dict:
+    """Accuracy, mean BCE loss and confusion counts [[tn, fp], [fn, tp]] from logits (fake = positive class).
+
+    A logit > 0 (probability > 0.5) predicts fake. Non-finite logits (a diverged run) count as predicting
+    real and make the loss null rather than NaN, so the run still ranks and the JSON stays standard.
+    """
+    logits = torch.as_tensor(logits, dtype=torch.float32).reshape(-1)
+    labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+    finite = torch.isfinite(logits)
+    predicted = (torch.where(finite, logits, torch.zeros_like(logits)) > 0).long()
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.float()).item() if len(labels) else math.nan
+    confusion = [[int(((labels == truth) & (predicted == guess)).sum()) for guess in (0, 1)] for truth in (0, 1)]
+    return {
+        "acc": float((predicted == labels).float().mean()) if len(labels) else math.nan,
+        "loss": loss if math.isfinite(loss) else None,
+        "confusion": confusion,
+        "diverged": bool((~finite).any()),
+    }
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """sigmoid(logits) as float32; NaN logits give NaN probabilities (shown as such, never as a guess)."""
+    return torch.sigmoid(logits.float().reshape(-1))

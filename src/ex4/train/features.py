@@ -1,0 +1,116 @@
+"""From decoded uint8 images to network inputs, and fast batched inference (features, logits).
+
+Images arrive decoded once (uint8 NHWC, see `ex4.data.faces`); each batch is turned into a float tensor only
+when it is used, so a split never sits in memory four times larger as float32. The arithmetic matches
+torchvision's `ToTensor()` (+ `Normalize(mean, std)` for pretrained backbones) bit for bit.
+
+Inference runs under `torch.inference_mode()` with large batches and channels_last memory layout (faster for
+convolutions on both CPU and GPU), in mixed precision where the hardware supports it (see `precision`).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ex4.models.resnet import IMAGENET_MEAN, IMAGENET_STD
+
+# inference batch: about this many pixels (x3 channels) per batch, capped, so 224 px stays near 1 GiB of
+# activations while small images go through in few large batches
+EVAL_PIXELS = 128 * 224 * 224
+EVAL_BATCH_MAX = 1024
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How uint8 images become network input: ImageNet normalisation (pretrained) or plain [0, 1] (scratch)."""
+
+    normalize: bool
+
+
+def centre_crop(images: np.ndarray, size: int) -> np.ndarray:
+    """Centre crop of uint8 [n, H, W, C] images to size x size, rounding like torchvision's CenterCrop."""
+    height, width = images.shape[1:3]
+    if size > min(height, width):
+        raise ValueError(f"cannot crop {height}x{width} images to {size}x{size}")
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return images[:, top:top + size, left:left + size]
+
+
+def resize_side(image_size: int) -> int:
+    """The course's resize-then-crop ratio (256 -> 224) applied to another input side."""
+    return int(round(image_size * 256 / 224))
+
+
+def to_input(images: np.ndarray, spec: InputSpec, device: torch.device, channels_last: bool = True) -> torch.Tensor:
+    """uint8 [b, H, W, 3] -> float32 [b, 3, H, W] on `device`, scaled as ToTensor (and Normalize) would."""
+    batch = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
+    batch = batch.permute(0, 3, 1, 2).float().div(255)
+    if spec.normalize:
+        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        batch = batch.sub(mean).div(std)
+    return batch.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def precision(device: torch.device) -> torch.dtype | None:
+    """Mixed-precision dtype for autocast, or None for plain float32.
+
+    CUDA: bfloat16 where supported, else float16. CPU: bfloat16 only when oneDNN has native bf16 kernels
+    (AVX512-BF16 or AMX); emulated bf16 would be slower than float32.
+    """
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
+
+
+def eval_batch_size(image_size: int) -> int:
+    return int(max(32, min(EVAL_BATCH_MAX, EVAL_PIXELS // (image_size * image_size))))
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def progress(iterable, total: int, desc: str):
+    """A tqdm bar on stderr, shown only on a terminal (logs and notebooks stay clean)."""
+    return tqdm(iterable, total=total, desc=desc, unit="batch", file=sys.stderr, leave=False,
+                disable=not sys.stderr.isatty())
+
+
+def run_inference(model: nn.Module, images: np.ndarray, spec: InputSpec, device: torch.device,
+                  autocast: torch.dtype | None = None, batch_size: int | None = None,
+                  desc: str = "inference") -> torch.Tensor:
+    """`model` applied to every image in eval mode; float32 output rows on the CPU, in input order."""
+    model.eval()
+    model.to(device, memory_format=torch.channels_last)
+    batch_size = batch_size or eval_batch_size(images.shape[1])
+    outputs = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=autocast or torch.float32,
+                                                enabled=autocast is not None):
+        for part in progress(chunks(len(images), batch_size), -(-len(images) // batch_size), desc):
+            outputs.append(model(to_input(images[part], spec, device)).float().cpu())
+    if not outputs:
+        return torch.empty(0)
+    return torch.cat(outputs)

@@ -1,0 +1,33 @@
+"""The XGBoost baseline: default `XGBClassifier()` on flattened, centre-cropped pixels (the course protocol).
+
+Pixels are scaled to [0, 1] and flattened channel-first, exactly what `ToTensor()(img).flatten()` gives, so the
+trees see the same numbers as in a torchvision pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ex4.train.features import centre_crop
+
+
+def pixel_features(images: np.ndarray, crop: int) -> np.ndarray:
+    """uint8 [n, H, W, 3] -> float32 [n, 3 * crop * crop]: centre crop, [0, 1] scaling, CHW flattening."""
+    cropped = centre_crop(images, crop)
+    return (cropped.transpose(0, 3, 1, 2).reshape(len(images), -1).astype(np.float32) / np.float32(255))
+
+
+def fit_xgboost(features: np.ndarray, labels: np.ndarray, seed: int):
+    """`XGBClassifier()` with its default hyper-parameters; only the seed and the thread count are set."""
+    from xgboost import XGBClassifier
+
+    model = XGBClassifier(random_state=seed, n_jobs=os.cpu_count() or 1)
+    model.fit(features, labels)
+    return model
+
+
+def xgboost_logits(model, features: np.ndarray) -> np.ndarray:
+    """Raw margins (log-odds of fake), so probabilities and BCE come out as for the torch baselines."""
+    return model.predict(features, output_margin=True).astype(np.float32)

@@ -1,0 +1,93 @@
+"""Shared fixtures. Data-layer fixtures (tiny generated data trees) are prefixed `data_`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+# --- data layer --------------------------------------------------------------------------------------------
+
+DATA_EUROPE_ROWS = {
+    # split -> rows of (long, lat, country); three classes, every split holds each class
+    "train": [(2.35, 48.85, 0), (13.40, 52.52, 1), (12.49, 41.89, 2), (4.83, 45.76, 0), (11.58, 48.14, 1),
+              (9.19, 45.46, 2)],
+    "val": [(5.37, 43.30, 0), (9.99, 53.55, 1), (14.27, 40.85, 2)],
+    "test": [(1.44, 43.60, 0), (6.96, 50.94, 1), (7.69, 45.07, 2)],
+}
+DATA_EUROPE_NAMES = ["France", "Germany", "Italy"]
+
+
+def data_europe_csv(rows: list[tuple], index_column: bool = True) -> str:
+    """Course-format CSV text for `rows` of (long, lat, country)."""
+    lines = [",long,lat,country" if index_column else "long,lat,country"]
+    for number, (long, lat, country) in enumerate(rows):
+        cells = f"{long},{lat},{country}"
+        lines.append(f"{number},{cells}" if index_column else cells)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def data_isolated_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Points ex4's project root (bundled data, caches) at a fresh temp folder."""
+    root = tmp_path / "ex4-root"
+    root.mkdir()
+    monkeypatch.setenv("EX4_ROOT", str(root))
+    return root
+
+
+@pytest.fixture
+def data_europe_dir(tmp_path: Path) -> Path:
+    """A valid tiny Europe folder: three splits with a row-index column, plus countries.csv."""
+    from ex4.data.europe import SPLIT_FILES
+
+    folder = tmp_path / "europe"
+    folder.mkdir()
+    for split, name in SPLIT_FILES.items():
+        (folder / name).write_text(data_europe_csv(DATA_EUROPE_ROWS[split]), encoding="utf-8")
+    names = "label,iso,name\n" + "".join(f"{label},X{label},{name}\n" for label, name in enumerate(DATA_EUROPE_NAMES))
+    (folder / "countries.csv").write_text(names, encoding="utf-8")
+    return folder
+
+
+def data_write_image(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (12, 10),
+                     mode: str = "RGB") -> Path:
+    """A small image of one flat colour (converted to `mode`), with a marker pixel so files differ."""
+    from PIL import Image
+
+    pixels = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    pixels[:] = colour
+    pixels[0, 0] = (len(path.name) * 7 % 256, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(pixels)
+    # an adaptive palette keeps the colours exact (the default web palette would dither them)
+    image = image.convert("P", palette=Image.Palette.ADAPTIVE) if mode == "P" else image.convert(mode)
+    image.save(path)
+    return path
+
+
+DATA_REAL_COLOUR = (200, 40, 40)
+DATA_FAKE_COLOUR = (40, 40, 200)
+
+
+@pytest.fixture
+def data_faces_tree(tmp_path: Path) -> Callable[..., Path]:
+    """Factory for a tiny ImageFolder tree: real images are red, fake ones blue.
+
+    `classes` maps label name ("real"/"fake") to the folder name used; `per_class` images in each.
+    """
+
+    def make(classes: dict[str, str] | None = None, splits: tuple[str, ...] = ("train", "val", "test"),
+             per_class: int = 2, name: str = "faces", size: tuple[int, int] = (12, 10)) -> Path:
+        classes = classes or {"real": "real", "fake": "fake"}
+        root = tmp_path / name
+        for split in splits:
+            for label_name, folder in classes.items():
+                colour = DATA_REAL_COLOUR if label_name == "real" else DATA_FAKE_COLOUR
+                for number in range(per_class):
+                    data_write_image(root / split / folder / f"{number:03d}.png", colour, size)
+        return root
+
+    return make
