@@ -1,5 +1,6 @@
 """Open the rendered book in headless Chromium: images load, no console errors, no network, math renders.
 
+In CI (EX4_REQUIRE_BROWSER=1) a missing browser fails instead of skipping.
 Reads the book at $EX4_BROWSER_BOOK (e.g. `_book/index.html` after `nox -s report`) when set; otherwise
 renders the toy book. Needs Debian's `chromium` and `chromium-driver`; skipped with the reason when absent.
 Saves screenshots beside the book's index page (or in $EX4_SCREENSHOT_DIR).
@@ -39,6 +40,8 @@ def book_index(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if missing and os.environ.get("EX4_REQUIRE_BROWSER"):  # CI installs them: a skip there would hide a failure
+        pytest.fail(f"EX4_REQUIRE_BROWSER is set but {' and '.join(missing)} is missing")
     if missing:
         pytest.skip(f"needs {' and '.join(missing)} (apt-get install chromium chromium-driver)")
     from selenium import webdriver

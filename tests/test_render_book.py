@@ -169,3 +169,10 @@ def test_a_profile_name_that_no_chapter_declares_stops_the_build_before_it_start
     with pytest.raises(Ex4Error, match=r"bad\.yml: parameter 'mlp_epochs' is not declared in any chapter"):
         render_book(root, params_file=profile)
     assert not (root / "_book").exists()
+
+
+def test_an_inline_expression_error_names_its_own_line(tmp_path):
+    index = "---\ntitle: Preface\n---\n\nFine text.\nA ratio of `{python} 1 / 0` here.\n"
+    root = write_toy_book(tmp_path, {"index.qmd": index})
+    with pytest.raises(Ex4Error, match=r"^index\.qmd:6: ZeroDivisionError: division by zero$"):
+        render_book(root)

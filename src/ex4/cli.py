@@ -110,7 +110,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from ex4.paths import project_root
-    from ex4.render import book
+    from ex4 import render as book
 
     root = project_root()
     if args.store:
@@ -125,7 +125,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise Ex4Error("-P overrides apply to one chapter: add --chapter report/<chapter>.qmd, or use --params FILE")
     result = book.render_book(root, params_file=Path(args.params) if args.params else None,
                               out_dir=Path(args.out) if args.out else None, renderer=args.renderer)
-    print(f"book rendered by {result.renderer}: {result.html} and {result.pdf}")
+    print(f"book rendered by {result.renderer}: {result.html_index} and {result.pdf}")
     return 0
 
 

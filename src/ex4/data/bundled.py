@@ -5,11 +5,13 @@ the fixed country list in `countries.py`, labelled 0..K-1 in that order and spli
 country with a fixed seed. Written in the course's CSV format.
 
 Faces stand-in: no face images can be downloaded here, so the bundled "real vs fake" set is built from
-scikit-learn's 8x8 handwritten digits and is NOT faces. Real = a digit. Fake = a splice, the way early
-face swaps worked: the top rows of one digit joined to the bottom rows of a digit of another class,
-with the pasted part keeping its source's colours. `difficulty` (0..1) sets how careful the forger is:
-it picks the donor among the closest (1 - difficulty) share of candidates (closest = bottom rows most
-alike) and shrinks the colour mismatch of the pasted part to (1 - difficulty) of its full size.
+scikit-learn's 8x8 handwritten digits and is NOT faces. Real = a digit. Fake = a blended splice, the
+way crude face swaps look: from a random seam row (3, 4 or 5 of 8) down, a digit is overlaid with the
+same rows of a digit of another class, leaving a ghost of the pasted strokes. The one knob,
+`difficulty` in [0, 1], sets how faint that ghost is: the pasted rows are mixed in with weight
+0.5 * (1 - difficulty), so 0 is a half-and-half blend (easiest) and 1 leaves the digit untouched (fakes
+identical to real digits, chance level). Every image, real or fake, gets its own slightly varied paper
+and ink colour, so colour alone says nothing about the label.
 
 Both are built in a temp folder beside the destination and renamed into place; `manifest.json` records
 the recipe and the sha256 of every file, and `ensure_bundled_*` rebuilds under a file lock only when the
@@ -47,8 +49,9 @@ COORDINATE_FORMAT = "%.5f"
 # Faces stand-in ---------------------------------------------------------------------------------------------
 # Calibrated so that default XGBClassifier() on the course protocol (resize 224, centre crop 64x64x3,
 # flatten) scores between 0.65 and 0.9 on the test split; see MEASURED_XGBOOST_ACCURACY.
-DEFAULT_DIFFICULTY = 0.5
+DEFAULT_DIFFICULTY = 0.4
 MEASURED_XGBOOST_ACCURACY = None  # filled in after calibration
+MAX_GHOST_WEIGHT = 0.5  # weight of the pasted rows at difficulty 0
 FACES_COUNTS = {"train": 1400, "val": 200, "test": 400}
 FACES_SPLIT_FOLDERS = {"train": "train", "val": "val", "test": "test"}
 IMAGE_SIDE = 64
@@ -58,9 +61,9 @@ COLOUR_JITTER = 24  # each image's paper and ink colours vary by up to this much
 DIGITS_ATTRIBUTION = ("Optical Recognition of Handwritten Digits (E. Alpaydin, C. Kaynak), UCI Machine Learning "
                       "Repository, CC BY 4.0; the copy bundled with scikit-learn (load_digits)")
 STANDIN_DESCRIPTION = ("Stand-in data, NOT faces: 'real' images are scikit-learn's 8x8 handwritten digits and "
-                       "'fake' images are splices of two digits of different classes (top of one, bottom of "
-                       "another), upscaled to 64x64 RGB. Built offline because no face data can be downloaded; "
-                       "use faces_dir to point at a real/fake face folder.")
+                       "'fake' images are blended splices: below a seam row a digit is overlaid with the rows "
+                       "of a digit of another class, leaving a ghost. All upscaled to 64x64 RGB. Built offline "
+                       "because no face data can be downloaded; set faces_dir to use a real/fake face folder.")
 
 
 # --- shared --------------------------------------------------------------------------------------------------
@@ -213,23 +216,14 @@ def _palette(rng: np.random.Generator) -> np.ndarray:
     return np.clip(base + rng.uniform(-COLOUR_JITTER, COLOUR_JITTER, size=base.shape), 0, 255)
 
 
-def render_digit(digit: np.ndarray, palettes: np.ndarray, seam: int | None = None) -> np.ndarray:
-    """An 8x8 digit (values 0..16) as uint8 [64, 64, 3]: bicubic upscaling, ink on paper.
-
-    `palettes` is [2, 2, 3] (top palette, bottom palette); rows from `seam` (in 8x8 units) down use the
-    bottom one, so a spliced part can keep the colours of the image it came from.
-    """
+def render_digit(digit: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """An 8x8 digit (values 0..16) as uint8 [64, 64, 3]: bicubic upscaling, `palette` = [paper, ink] RGB."""
     from PIL import Image
 
-    scale = IMAGE_SIDE // 8
     ink = Image.fromarray((digit / 16.0).astype(np.float32)).resize((IMAGE_SIDE, IMAGE_SIDE),
-                                                                               Image.Resampling.BICUBIC)
+                                                                     Image.Resampling.BICUBIC)
     ink = np.clip(np.asarray(ink, dtype=np.float64), 0.0, 1.0)[..., None]
-    rows = np.zeros(IMAGE_SIDE, dtype=np.int64)
-    if seam is not None:
-        rows[seam * scale:] = 1
-    paper, pen = palettes[rows, 0][:, None, :], palettes[rows, 1][:, None, :]
-    return np.rint(paper * (1.0 - ink) + pen * ink).astype(np.uint8)
+    return np.rint(palette[0] * (1.0 - ink) + palette[1] * ink).astype(np.uint8)
 
 
 def _png_bytes(pixels: np.ndarray) -> bytes:
@@ -248,16 +242,6 @@ def _split_pools(n_digits: int, counts: dict[str, int], rng: np.random.Generator
     return {split: np.sort(order[edges[i]:edges[i + 1]]) for i, split in enumerate(FACES_COUNTS)}
 
 
-def _pick_donor(base: int, pool: np.ndarray, images: np.ndarray, classes: np.ndarray, seam: int,
-                difficulty: float, rng: np.random.Generator) -> int:
-    """A digit of another class whose bottom rows are among the (1 - difficulty) share closest to the base's."""
-    candidates = pool[classes[pool] != classes[base]]
-    distance = ((images[candidates, seam:] - images[base, seam:]) ** 2).sum(axis=(1, 2))
-    ranked = candidates[np.argsort(distance, kind="stable")]
-    shortlist = max(1, int(round((1.0 - difficulty) * ranked.size)))
-    return int(ranked[rng.integers(shortlist)])
-
-
 def make_faces_standin(difficulty: float = DEFAULT_DIFFICULTY, counts: dict[str, int] | None = None
                        ) -> dict[str, list[tuple[str, np.ndarray, dict[str, Any]]]]:
     """The stand-in images in memory: split -> [(class name, uint8 [64, 64, 3], provenance), ...]."""
@@ -269,6 +253,7 @@ def make_faces_standin(difficulty: float = DEFAULT_DIFFICULTY, counts: dict[str,
     images, classes = digits.images.astype(np.float64), digits.target.astype(np.int64)
     rng = np.random.default_rng(SEED)
     pools = _split_pools(len(images), counts, rng)
+    ghost = MAX_GHOST_WEIGHT * (1.0 - float(difficulty))
     out: dict[str, list[tuple[str, np.ndarray, dict[str, Any]]]] = {}
     for split, pool in pools.items():
         half = counts[split] // 2
@@ -277,18 +262,15 @@ def make_faces_standin(difficulty: float = DEFAULT_DIFFICULTY, counts: dict[str,
         bases = np.take(shuffled, np.arange(half, 2 * half), mode="wrap")  # reuses digits only if the pool is small
         items: list[tuple[str, np.ndarray, dict[str, Any]]] = []
         for index in reals:
-            palette = _palette(rng)
-            items.append(("real", render_digit(images[index], np.stack([palette, palette])),
-                          {"digit": int(index)}))
+            items.append(("real", render_digit(images[index], _palette(rng)), {"digit": int(index)}))
         for base in bases:
             seam = int(rng.integers(3, 6))
-            donor = _pick_donor(int(base), pool, images, classes, seam, difficulty, rng)
-            own, theirs = _palette(rng), _palette(rng)
-            pasted = own + (1.0 - difficulty) * (theirs - own)
+            donors = pool[classes[pool] != classes[base]]
+            donor = int(donors[rng.integers(donors.size)])
             spliced = images[base].copy()
-            spliced[seam:] = images[donor, seam:]
-            items.append(("fake", render_digit(spliced, np.stack([own, pasted]), seam=seam),
-                          {"digit": int(base), "donor": int(donor), "seam": seam}))
+            spliced[seam:] = (1.0 - ghost) * images[base, seam:] + ghost * images[donor, seam:]
+            items.append(("fake", render_digit(spliced, _palette(rng)),
+                          {"digit": int(base), "donor": donor, "seam": seam}))
         out[split] = items
     return out
 
@@ -322,9 +304,9 @@ def build_faces(dest: Path | str, difficulty: float = DEFAULT_DIFFICULTY,
             "attribution": DIGITS_ATTRIBUTION,
             "recipe": faces_recipe(difficulty, counts),
             "difficulty": float(difficulty),
-            "difficulty_meaning": ("0..1; the forger picks the donor among the closest (1 - difficulty) share of "
-                                   "candidate digits and shrinks the colour mismatch of the pasted rows to "
-                                   "(1 - difficulty); 1 is the hardest"),
+            "difficulty_meaning": ("0..1; below the seam a fake mixes in another digit's rows with weight "
+                                   "0.5 * (1 - difficulty): 0 = half-and-half blend (easiest), 1 = untouched "
+                                   "digit (fakes identical to reals, chance level)"),
             "calibration": {
                 "protocol": "xgboost.XGBClassifier() defaults; images resized to 224 (shorter side, bilinear), "
                             "centre-cropped to 64x64x3, flattened; fit on train, accuracy on test",

@@ -25,10 +25,12 @@ from ex4.render.execute import ensure_kernel, environment, execute_notebook
 from ex4.render.notebook import build_notebook
 from ex4.render.outputs import chapter_markdown
 from ex4.render.parameters import (book_parameters, canonical_json, chapter_parameters, declared_parameters,
-                                   parameter_hash)
+                                   parameter_hash, parse_param_assignment)
 from ex4.render.project import BookConfig, ChapterEntry, read_book_config
 from ex4.render.qmd import Chapter, parse_qmd
 from ex4.render.quarto import quarto_version, run_quarto
+
+__all__ = ["BookResult", "parse_param_assignment", "render_book", "render_chapter"]
 
 RENDERERS = ("auto", "quarto", "ex4")
 XREF_FILE = "ex4-xref.json"
@@ -44,6 +46,11 @@ class BookResult:
     total_seconds: float = 0.0
     pages: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def html(self) -> Path:
+        """The book's home page (same as `html_index`)."""
+        return self.html_index
 
 
 def _log(message: str) -> None:
@@ -146,6 +153,7 @@ def render_book(project_root: Path, params_file: Path | None = None, out_dir: Pa
             result = _quarto_book(project_root, config, params_file, values, site, build, environment_values)
         else:
             result = _ex4_book(project_root, config, chapters, values, site, build, environment_values, name)
+        site.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(temporary / BUILD_LOG, site / BUILD_LOG)
         swap_into_place(site, out_dir)
     finally:
@@ -291,6 +299,7 @@ def render_chapter(qmd: Path, overrides: Mapping[str, Any], project_root: Path, 
             typst_doc = pandoc.crossref(book, "typst", cwd=build, registry_in=registry)
             pandoc.write_pdf(typst_doc, site / f"{qmd.stem}.pdf", build,
                              _pdf_metadata(config, name, title) if config else {"title": title, "renderer": name})
+        site.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(temporary / BUILD_LOG, site / BUILD_LOG)
         (site / "parameters.json").write_text(canonical_json(values) + "\n", encoding="utf-8")
         swap_into_place(site, target)
@@ -334,14 +343,14 @@ def _quarto_chapter(project_root: Path, qmd: Path, chapter: Chapter, values: Map
         insert_at = next((i + 1 for i in range(1, len(lines)) if lines[i].strip() in ("---", "...")), 0)
     copy = build / qmd.name
     copy.write_text("\n".join(lines[:insert_at] + ["", box, ""] + lines[insert_at:]) + "\n", encoding="utf-8")
-    project = {"project": {"type": "default", "output-dir": str(site)},
+    project = {"project": {"type": "default"},
                "format": {"html": {"embed-resources": True, "toc": True, "number-sections": True,
                                    "html-math-method": "mathml"}, "typst": {"toc": True, "section-numbering": "1.1"}},
                "jupyter": "python3"}
     if config is not None and config.execute:
         project["execute"] = config.execute
     (build / "_quarto.yml").write_text(yaml.safe_dump(project, sort_keys=False), encoding="utf-8")
-    args = ["render", str(copy), "--to", "all"]
+    args = ["render", str(copy), "--to", "all", "--output-dir", str(site)]
     for name, value in values.items():
         args += ["-P", f"{name}:{json.dumps(value)}"]
     with environment({**env, "QUARTO_PYTHON": sys.executable}):

@@ -37,7 +37,8 @@ def chapter_markdown(chapter: Chapter, executed: nbformat.NotebookNode, entry: C
     """Markdown for one chapter, starting with the chapter marker the cross-reference filter reads."""
     files_dir = build_dir / f"{_stem(chapter, entry)}_files"
     writer = _Writer(files_dir, build_dir)
-    blocks: list[str] = [_marker(entry), f"# {chapter.title}" if chapter.front_matter.get("title") else ""]
+    title = chapter.front_matter.get("title")
+    blocks: list[str] = [_marker(entry), f"# {str(title).strip()}" if title else ""]
     if preamble:
         blocks.append(preamble)
     for cell in executed.cells:

@@ -68,8 +68,11 @@ def read_book_config(project_root: Path) -> BookConfig:
     chapters += _entries(config_path, project_root, _flatten(book.get("appendices")), appendix=True)
     if not chapters:
         raise Ex4Error(f"{config_path}: 'book: chapters:' lists no chapters")
-    if not any(entry.relative.split("/")[-1].startswith("index.") for entry in chapters):
+    homes = [entry for entry in chapters if entry.relative.split("/")[-1].startswith("index.") and not entry.appendix]
+    if not homes:
         raise Ex4Error(f"{config_path}: the book needs an index.qmd page among its chapters")
+    chapters.remove(homes[0])
+    chapters.insert(0, homes[0])  # like Quarto: the home page comes first wherever it is listed
     authors = book.get("author") or []
     authors = [authors] if isinstance(authors, (str, dict)) else list(authors)
     formats = config.get("format") if isinstance(config.get("format"), dict) else {}

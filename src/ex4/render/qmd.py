@@ -68,7 +68,7 @@ class Chapter:
         """Front-matter title, else the first level-1 heading, else the file stem (Quarto's rule)."""
         title = self.front_matter.get("title")
         if isinstance(title, str) and title.strip():
-            return title.strip()
+            return re.sub(r"\s*\{[^{}]*\}\s*$", "", title.strip())  # drop a trailing {.unnumbered}
         for cell in self.cells:
             if cell.kind != "markdown":
                 continue

@@ -68,13 +68,11 @@ local function number_inlines(number)
 end
 
 local function number_header(header)
-  if header.classes:includes("unnumbered") or header.classes:includes("unlisted-number") then
-    return header
-  end
+  local unnumbered = header.classes:includes("unnumbered")
   if header.level == 1 and not title_seen then
     title_seen = true
     header.classes:insert("ex4-chapter-title")
-    if chapter.number ~= "" then
+    if chapter.number ~= "" and not unnumbered then
       header.content = number_inlines(chapter.number) .. header.content
       if header.identifier:match("^sec%-") then
         register(header.identifier, chapter.appendix and "appendix" or "chapter", chapter.number)
@@ -82,7 +80,7 @@ local function number_header(header)
     end
     return header
   end
-  if chapter.number == "" then return header end
+  if chapter.number == "" or unnumbered then return header end
   local depth = math.max(header.level - 1, 1)
   counters[depth] = counters[depth] + 1
   for deeper = depth + 1, #counters do counters[deeper] = 0 end
@@ -308,7 +306,11 @@ local adapt = {
       blocks[#blocks + 1] = pandoc.RawBlock("html", "</details>")
       return blocks
     end
-    if target == "typst" and div.classes:includes("ex4-params") then
+    local boxed = div.classes:includes("ex4-params")
+    for _, class in ipairs(div.classes) do
+      if class:match("^callout") then boxed = true end
+    end
+    if target == "typst" and boxed then
       local blocks = { pandoc.RawBlock("typst", "#block(fill: luma(242), stroke: 0.5pt + luma(180), "
         .. "inset: 8pt, radius: 3pt, width: 100%)[") }
       for _, block in ipairs(div.content) do blocks[#blocks + 1] = block end
