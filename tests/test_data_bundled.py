@@ -15,6 +15,7 @@ from ex4.data import resolve_europe_dir, resolve_faces_dir
 from ex4.data.countries import EUROPE_WINDOW, EUROPEAN_COUNTRIES
 from ex4.data.europe import load_europe
 from ex4.data.faces import load_faces
+from ex4.errors import Ex4Error
 
 SMALL_COUNTS = {"train": 8, "val": 4, "test": 4}
 
@@ -107,11 +108,14 @@ def test_faces_manifest_lists_source_indices(tmp_path: Path) -> None:
     assert manifest["calibration"]["applies_to_this_build"] is False
 
 
-def test_bad_builder_arguments() -> None:
-    with pytest.raises(ValueError, match="difficulty"):
-        bundled.make_faces_standin(difficulty=1.5)
-    with pytest.raises(ValueError, match="even"):
+def test_bad_builder_arguments(tmp_path: Path) -> None:
+    with pytest.raises(Ex4Error, match="difficulty must be a number within"):
+        bundled.build_faces(tmp_path / "faces", difficulty=1.5)
+    with pytest.raises(Ex4Error, match="difficulty"):
+        bundled.make_faces_standin(difficulty=float("nan"))
+    with pytest.raises(Ex4Error, match="even"):
         bundled.make_faces_standin(counts={"train": 3, "val": 2, "test": 2})
+    assert not (tmp_path / "faces").exists()
 
 
 def test_ensure_builds_once_even_when_two_threads_ask(data_isolated_root: Path,
@@ -125,7 +129,13 @@ def test_ensure_builds_once_even_when_two_threads_ask(data_isolated_root: Path,
 
     monkeypatch.setattr(bundled, "build_europe", counting_build)
     results: list[Path] = []
-    threads = [threading.Thread(target=lambda: results.append(resolve_europe_dir(None))) for _ in range(2)]
+    start_together = threading.Barrier(2)
+
+    def ask() -> None:
+        start_together.wait()  # both find no data before either finishes building
+        results.append(resolve_europe_dir(None))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -142,6 +152,10 @@ def test_ensure_faces_builds_the_default_standin(data_isolated_root: Path, monke
     monkeypatch.setattr(bundled, "FACES_COUNTS", SMALL_COUNTS)  # keep it small; the recipe follows
     folder = resolve_faces_dir(None)
     assert folder == data_isolated_root / ".ex4" / "data" / "faces"
-    before = _tree_bytes(folder)
-    assert resolve_faces_dir(None) == folder and _tree_bytes(folder) == before
+    built = (folder / "manifest.json").stat().st_mtime_ns
+    assert resolve_faces_dir(None) == folder
+    assert (folder / "manifest.json").stat().st_mtime_ns == built  # not rebuilt
     assert load_faces(folder, 16).is_standin
+    monkeypatch.setattr(bundled, "DEFAULT_DIFFICULTY", 0.9)  # another recipe: the manifest no longer matches
+    resolve_faces_dir(None)
+    assert json.loads((folder / "manifest.json").read_text())["difficulty"] == 0.9

@@ -119,7 +119,8 @@ def test_missing_or_file_directory(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("label,iso,name\n0,FR,France\n0,DE,Germany\n2,IT,Italy\n", "row 2 (line 3), column 'label': label 0 appears twice"),
+    ("label,iso,name\n0,FR,France\n0,DE,Germany\n2,IT,Italy\n",
+     "row 2 (line 3), column 'label': label 0 appears twice"),
     ("label,iso,name\n0,FR,France\n2,IT,Italy\n", "label 1 is missing"),
     ("label,iso,name\n0,FR,France\n1,DE,\n2,IT,Italy\n", "row 2 (line 3), column 'name': empty cell"),
     ("label,iso\n0,FR\n", "missing column 'name'"),

@@ -167,8 +167,9 @@ def test_second_load_reads_the_cache(data_isolated_root: Path, data_faces_tree: 
         np.testing.assert_array_equal(split.images, second.splits()[name].images)
         np.testing.assert_array_equal(split.labels, second.splits()[name].labels)
         assert split.ids == second.splits()[name].ids
-    load_faces(root, 6)  # another size is another cache entry
+    load_faces(root, 6)  # another size is another cache entry, kept beside the first
     assert len(calls) == 24
+    assert len(list((data_isolated_root / ".ex4" / "cache" / "faces").glob("*.npz"))) == 2
 
 
 def test_changed_image_invalidates_the_cache(data_isolated_root: Path, data_faces_tree: MakeTree,
@@ -182,6 +183,7 @@ def test_changed_image_invalidates_the_cache(data_isolated_root: Path, data_face
     changed = load_faces(root, 8)
     assert len(calls) == 24
     np.testing.assert_array_equal(changed.test.images[0, 4, 4], [10, 200, 10])
+    assert len(list((data_isolated_root / ".ex4" / "cache" / "faces").glob("*.npz"))) == 1  # stale one removed
 
 
 def test_damaged_cache_is_decoded_again(data_isolated_root: Path, data_faces_tree: MakeTree,

@@ -1,1 +1,1 @@
-"""Pure functions over stored results: rankings, summaries and bounds for tables and prose."""
+"""Analyses computed from models and results: linear-region bounds and counts, tables."""

@@ -14,7 +14,8 @@ hidden files are ignored.
 Decoding is the slow part, so the decoded arrays of a whole tree are stored in
 `paths.cache_dir()/faces/<key>.npz`. The key hashes the folder, every image's relative path, byte size and
 modification time (ns), the target size and the loader version: touching or replacing any image starts a
-fresh decode, while a rerun on the same files decodes nothing.
+fresh decode (and the outdated entry of that folder and size is deleted), while a rerun on the same files
+decodes nothing. The cache is safe to delete.
 """
 
 from __future__ import annotations
@@ -204,16 +205,26 @@ def _decode_all(images: list[_Image], size: int) -> np.ndarray:
 
 
 def cache_key(directory: Path, tree: dict[str, list[_Image]], size: int) -> str:
+    """`<folder hash>-<size>-<files hash>`: the prefix lets a new entry replace the stale ones of its folder."""
+    folder = hashlib.sha256(str(directory).encode()).hexdigest()[:12]
     digest = hashlib.sha256(f"faces-cache v{LOADER_VERSION}\0{directory}\0{size}\n".encode())
     for split, images in tree.items():
         for image in images:
             stat = image.path.stat()
             digest.update(f"{split}\0{image.id}\0{image.label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:32]
+    return f"{folder}-{size}-{digest.hexdigest()[:24]}"
 
 
 def _cache_path(key: str) -> Path:
     return cache_dir() / "faces" / f"{key}.npz"
+
+
+def _remove_stale(path: Path) -> None:
+    """Drop older caches of the same folder and size (the files changed since), so the cache does not grow."""
+    folder_and_size = path.name.rsplit("-", 1)[0]
+    for old in path.parent.glob(f"{folder_and_size}-*.npz"):
+        if old != path:
+            old.unlink(missing_ok=True)
 
 
 def _read_cache(path: Path, tree: dict[str, list[_Image]], size: int) -> dict[str, ImageSplit] | None:
@@ -244,6 +255,7 @@ def _write_cache(path: Path, splits: dict[str, ImageSplit]) -> None:
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
+        _remove_stale(path)
     except OSError as error:  # a read-only or full cache folder costs time, not correctness
         print(f"ex4: could not write image cache {path}: {error.strerror or error}", file=sys.stderr)
 

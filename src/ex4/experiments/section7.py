@@ -112,12 +112,14 @@ def load_backbone(ctx: Context, side: int, crop: int, device: torch.device) -> B
 
     params = ctx.params
     kind, path = resolve_weights(params["cnn_weights"], params["cnn_allow_download"])
-    if kind == "imagenet":
-        return Backbone("imagenet", resnet.IMAGENET_LABEL, resnet.read_state_file(path),
-                        f"imagenet:sha256:{resnet.file_sha256(path)}", {"file": str(path)})
-    if kind == "file":
-        return Backbone(f"file:{path.name}", f"backbone weights from {path.name}", resnet.read_state_file(path),
-                        f"file:sha256:{resnet.file_sha256(path)}", {"file": str(path)})
+    if kind in ("imagenet", "file"):
+        state = resnet.read_state_file(path)
+        resnet.check_backbone_state(state, str(path))
+        identity = f"{kind}:sha256:{resnet.file_sha256(path)}"
+        if kind == "imagenet":
+            return Backbone("imagenet", resnet.IMAGENET_LABEL, state, identity, {"file": str(path)})
+        return Backbone(f"file:{path.name}", f"backbone weights from {path.name}", state, identity,
+                        {"file": str(path)})
     excluded = excluded_digits(ctx.data_dir)
     exclusion = hashlib.sha256(json.dumps(excluded).encode()).hexdigest()
     from ex4.train.features import precision, precision_name

@@ -1,1 +1,1 @@
-"""Network definitions (ResNet18 for Section 7, MLPs for Section 6) and where their weights come from."""
+"""Model definitions (plain nn.Modules; stored weights are their state dicts)."""

@@ -63,7 +63,8 @@ def backbone_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def load_backbone(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "backbone weights") -> None:
     """Load everything but `fc.*` into `model`; Ex4Error when the file is not a torchvision ResNet18."""
-    state = {name.removeprefix("module."): value for name, value in state.items() if not name.startswith(("fc.", "module.fc."))}
+    state = {name.removeprefix("module."): value for name, value in state.items()
+             if not name.removeprefix("module.").startswith("fc.")}
     expected = {name for name in model.state_dict() if not name.startswith("fc.")}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
@@ -75,6 +76,11 @@ def load_backbone(model: nn.Module, state: Mapping[str, torch.Tensor], source: s
     except RuntimeError as error:
         first = str(error).strip().splitlines()[-1].strip()
         raise Ex4Error(f"{source}: weights do not fit ResNet18 ({first})") from None
+
+
+def check_backbone_state(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Ex4Error naming `source` unless `state` loads into a ResNet18 backbone."""
+    load_backbone(resnet18_binary(0), state, source)
 
 
 def frozen_backbone(model: nn.Module) -> nn.Module:

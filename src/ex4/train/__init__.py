@@ -1,1 +1,1 @@
-"""Training loops and feature extraction: from arrays and models to fitted weights and predictions."""
+"""Training code: the batched MLP engine (Section 6) and device selection shared with Section 7."""

@@ -3,9 +3,9 @@
 One loop serves every torch baseline. What differs is what `inputs(indices)` returns and which parameters
 train: images through a whole ResNet18 (scratch, finetune), images through a frozen eval-mode backbone into
 a linear head, or cached backbone features straight into that head (the fast linear probe). Batch order comes
-from `batch_orders(n, batch_size, epochs, seed)`: the permutations that torch's
-`RandomSampler(data, generator=torch.Generator().manual_seed(seed))` draws, so a textbook DataLoader loop given
-that sampler replays it exactly.
+from `batch_orders(n, batch_size, epochs, seed)`, one `randperm` per epoch from a seeded generator (the
+first epoch is the order `RandomSampler(generator=torch.Generator().manual_seed(seed))` gives), so a textbook
+DataLoader loop handed these batches replays the run exactly.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ Deterministic for a given seed, exclusion list and input size; the caller caches
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Iterable
 
@@ -32,10 +33,16 @@ PAPER_RANGE = (150, 256)  # random light paper colour per image (per channel)
 INK_RANGE = (0, 110)  # random dark ink colour per image
 
 
+@functools.lru_cache(maxsize=1)
+def load_digits():
+    """scikit-learn's 1,797 8x8 digits (shipped with scikit-learn, no download)."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    return sklearn_digits()
+
+
 def source_digits(exclude: Iterable[int] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images float [n, 8, 8] in 0..16, classes int64 [n], original indices) of the digits not excluded."""
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     excluded = set(int(index) for index in exclude)
     keep = np.array([index for index in range(len(digits.images)) if index not in excluded], dtype=np.int64)
@@ -58,13 +65,14 @@ def render_digits(digits: np.ndarray, side: int, crop: int, seed: int) -> np.nda
 
 
 def pretrain_surrogate(exclude: Iterable[int], side: int, crop: int, seed: int, device: torch.device,
-                       epochs: int = EPOCHS) -> tuple[dict[str, torch.Tensor], dict]:
+                       epochs: int | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Train ResNet18 on the allowed digits; returns its backbone state dict and a short report.
 
     Inputs go through the same pipeline as the target's pretrained baselines (resize to `side`, centre crop
     `crop`, ImageNet normalisation), so the learned filters see strokes at the scale they will meet later.
     """
     started = time.perf_counter()
+    epochs = EPOCHS if epochs is None else epochs
     images, classes, kept = source_digits(exclude)
     rendered = render_digits(images, side, crop, seed)
     order = np.random.default_rng(seed).permutation(len(kept))
@@ -90,7 +98,7 @@ def pretrain_surrogate(exclude: Iterable[int], side: int, crop: int, seed: int, 
     info = {
         "source": SOURCE,
         "digits_used": int(len(kept)),
-        "digits_excluded": int(1797 - len(kept)),
+        "digits_excluded": int(len(load_digits().images) - len(kept)),
         "train_images": int(len(train)),
         "held_out_images": int(len(held)),
         "held_out_accuracy": accuracy,

@@ -1,0 +1,151 @@
+"""The textbook Section 7 loop that `benchmarks/cnn.py` times ex4 against.
+
+What a course notebook does: torchvision `ImageFolder` datasets whose transforms decode and resize every image
+on every pass, a `DataLoader` per split, and every (baseline, learning rate) run end to end through the whole
+network, the frozen-backbone linear probe included; the scikit-learn probe extracts its own features; float32,
+default (NCHW) memory layout, evaluation under `torch.no_grad()` in batches of the training size.
+
+To make its accuracies comparable with ex4's, it starts every run from the same weights (ex4's
+`resnet18_binary(seed, state)`), replays the same batches (`batch_orders`), orders each split like ex4's loader
+(real before fake, by path) and freezes the probe's backbone in eval mode, as ex4 does. Labels come from the
+folder word (real=0, fake=1), not from ImageFolder's alphabetical class index, which would swap them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+from ex4.analysis.tables import run_label
+from ex4.data.faces import LABELS, class_label
+from ex4.models.resnet import IMAGENET_MEAN, IMAGENET_STD, resnet18_binary
+from ex4.train.cnn import batch_orders
+
+XGB_RESIZE = 224
+
+
+def image_folder(root: Path, split: str, transform) -> datasets.ImageFolder:
+    """ImageFolder with labels from the folder word and ex4's sample order (real first, then by path)."""
+    dataset = datasets.ImageFolder(str(root / split), transform=transform)
+    label_of = {index: class_label(Path(name)) for name, index in dataset.class_to_idx.items()}
+    dataset.samples = sorted(((path, label_of[index]) for path, index in dataset.samples),
+                             key=lambda sample: (sample[1], Path(sample[0]).relative_to(root).as_posix()))
+    dataset.targets = [label for _, label in dataset.samples]
+    dataset.imgs = dataset.samples
+    return dataset
+
+
+def pretrained_transform(size: int):
+    return transforms.Compose([transforms.Resize(int(round(size * 256 / 224))), transforms.CenterCrop(size),
+                               transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def scratch_transform(size: int):
+    # CenterCrop is a no-op for square images (the course's and the stand-in's); it keeps others batchable
+    return transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()])
+
+
+def evaluate(model: nn.Module, loader: DataLoader) -> tuple[float, np.ndarray]:
+    model.eval()
+    logits, labels = [], []
+    with torch.no_grad():
+        for images, targets in loader:
+            logits.append(model(images).reshape(-1))
+            labels.append(targets)
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    accuracy = float(((logits > 0).long() == labels).float().mean())
+    return accuracy, logits.numpy()
+
+
+def train(model: nn.Module, dataset, lr: float, batch_size: int, epochs: int, seed: int,
+          parameters=None, train_mode: bool = True) -> None:
+    optimizer = torch.optim.Adam(parameters if parameters is not None else model.parameters(), lr=lr)
+    loss_fn = nn.BCEWithLogitsLoss()
+    for batches in batch_orders(len(dataset), batch_size, epochs, seed):
+        loader = DataLoader(dataset, batch_sampler=[batch.tolist() for batch in batches])
+        model.train(train_mode)
+        for images, targets in loader:
+            optimizer.zero_grad()
+            loss = loss_fn(model(images).reshape(-1), targets.float())
+            loss.backward()
+            optimizer.step()
+
+
+def run_reference(root: Path, values: dict[str, Any], backbone_state: dict[str, torch.Tensor] | None,
+                  learning_rates: list[float] | None = None, baselines: list[str] | None = None,
+                  log=print) -> dict[str, dict[str, Any]]:
+    """Every requested run, textbook style: label -> {baseline, lr, val_acc, test_acc, wall_time}."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    seed, size = values["seed"], values["cnn_image_size"]
+    batch_size, epochs = values["cnn_batch_size"], values["cnn_epochs"]
+    learning_rates = learning_rates or values["cnn_learning_rates"]
+    results: dict[str, dict[str, Any]] = {}
+
+    def record(baseline: str, lr: float | None, val_acc: float, test_acc: float, started: float) -> None:
+        label = run_label(baseline, lr)
+        results[label] = {"baseline": baseline, "lr": lr, "val_acc": val_acc, "test_acc": test_acc,
+                          "wall_time": time.perf_counter() - started}
+        log(f"  reference {label:<24} test {test_acc:.4f}  {results[label]['wall_time']:7.1f} s")
+
+    for baseline in baselines or values["cnn_baselines"]:
+        if baseline == "xgboost":
+            from xgboost import XGBClassifier
+
+            started = time.perf_counter()
+            transform = transforms.Compose([transforms.Resize(XGB_RESIZE), transforms.CenterCrop(values["cnn_xgb_crop"]),
+                                            transforms.ToTensor()])
+            arrays = {}
+            for split in ("train", "val", "test"):
+                loader = DataLoader(image_folder(root, split, transform), batch_size=batch_size)
+                pixels, labels = zip(*((images.flatten(1), targets) for images, targets in loader))
+                arrays[split] = (torch.cat(pixels).numpy(), torch.cat(labels).numpy())
+            model = XGBClassifier(random_state=seed, n_jobs=os.cpu_count() or 1).fit(*arrays["train"])
+            val_acc, test_acc = (float((model.predict(arrays[split][0]) == arrays[split][1]).mean())
+                                 for split in ("val", "test"))
+            record(baseline, None, val_acc, test_acc, started)
+        elif baseline in ("scratch", "finetune", "linear_probe"):
+            pretrained = baseline != "scratch"
+            transform = pretrained_transform(size) if pretrained else scratch_transform(size)
+            data = {split: image_folder(root, split, transform) for split in ("train", "val", "test")}
+            for lr in learning_rates:
+                started = time.perf_counter()
+                model = resnet18_binary(seed, backbone_state if pretrained else None)
+                if baseline == "linear_probe":
+                    for parameter in model.parameters():
+                        parameter.requires_grad_(False)
+                    for parameter in model.fc.parameters():
+                        parameter.requires_grad_(True)
+                    train(model, data["train"], lr, batch_size, epochs, seed, model.fc.parameters(), train_mode=False)
+                else:
+                    train(model, data["train"], lr, batch_size, epochs, seed)
+                val_acc, _ = evaluate(model, DataLoader(data["val"], batch_size=batch_size))
+                test_acc, _ = evaluate(model, DataLoader(data["test"], batch_size=batch_size))
+                record(baseline, lr, val_acc, test_acc, started)
+        elif baseline == "sklearn_probe":
+            from sklearn.linear_model import LogisticRegression
+
+            started = time.perf_counter()
+            model = resnet18_binary(seed, backbone_state)
+            model.fc = nn.Identity()
+            model.eval()
+            features = {}
+            for split in ("train", "val", "test"):
+                loader = DataLoader(image_folder(root, split, pretrained_transform(size)), batch_size=batch_size)
+                with torch.no_grad():
+                    parts, labels = zip(*((model(images), targets) for images, targets in loader))
+                features[split] = (torch.cat(parts).numpy(), torch.cat(labels).numpy())
+            probe = LogisticRegression().fit(*features["train"])
+            val_acc, test_acc = (float(probe.score(*features[split])) for split in ("val", "test"))
+            record(baseline, None, val_acc, test_acc, started)
+    return results
+
+
+__all__ = ["run_reference", "image_folder", "LABELS"]

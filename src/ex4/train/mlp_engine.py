@@ -1,0 +1,565 @@
+"""Fast training of many small MLPs at once: the engine behind every Section 6 experiment.
+
+Why it is fast (the textbook loop spends nearly all its time in Python, not arithmetic):
+- no DataLoader: each split is a tensor on the device; an epoch gathers one seeded permutation of the
+  training rows and slices it into batches (views, no per-sample collation);
+- runs that share an architecture and a batch order (e.g. all learning rates of `mlp-lr`) train as ONE
+  batched model: weights stacked as [runs, in, out] and multiplied with `torch.baddbmm`, one backward for
+  all of them, one `foreach` update with a learning rate per run. Runs never mix: run r's gradients depend
+  only on run r's weights, so a run that diverges leaves the others untouched;
+- nothing is read back to the host inside an epoch: per-step losses and correct counts stay on the device
+  and are read once per epoch, when validation and test are each evaluated with one forward pass;
+- steps of small batches, which are pure overhead in eager PyTorch, can be compiled (`torch.compile`).
+
+Definitions the results rely on:
+- train loss and accuracy of an epoch are running averages over that epoch's batches in training mode
+  (the mean of the per-batch mean losses, as the course's trainer reports), not a separate eval pass;
+- the last batch of an epoch holds the remainder (n mod batch size) rows; with batch norm a remainder of
+  exactly one row is merged into the previous batch (a one-sample batch has no variance), so that epoch has
+  one batch fewer. `iterations_per_epoch` is the number of batches actually taken;
+- a run diverges at the first epoch whose training loss or validation/test loss is not finite; from that
+  epoch on its metrics are None and it is reported as diverged, while the other runs continue.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ex4.models.mlp import MLP, Architecture, input_width, sine_features
+
+BN_MOMENTUM = 0.1  # nn.BatchNorm1d defaults, so stored state dicts behave identically in nn.Module form
+BN_EPS = 1e-5
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+OPTIMIZERS = ("sgd", "adam")
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+EVAL_CHUNK = 1 << 16  # rows per evaluation forward; larger splits are evaluated in a few chunks
+
+
+# ---- what to train, and what comes back -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run. Runs with equal `group_key()` share a batch order and train as one batched model."""
+
+    label: str
+    arch: Architecture
+    lr: float
+    batch_size: int
+    epochs: int
+    optimizer: str = "sgd"
+    track_layers: tuple[int, ...] = ()  # hidden layers whose mean squared gradient norm is recorded
+    record_step_losses: bool = False
+
+    def group_key(self) -> tuple:
+        a = self.arch
+        return (a.depth, a.width, a.n_classes, a.batch_norm, self.batch_size, self.epochs, self.optimizer)
+
+    def params(self) -> dict:
+        """The resolved settings of this run, as stored in results."""
+        return {"lr": self.lr, "batch_size": self.batch_size, "epochs": self.epochs, "optimizer": self.optimizer,
+                **self.arch.as_dict()}
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    history: dict[str, list[float | None]]
+    diverged: bool
+    diverged_epoch: int | None  # 1-based epoch in which the loss first stopped being finite
+    iterations_per_epoch: int
+    last_batch: str  # "none" (n divisible), "partial" (a smaller last batch) or "merged" (see module doc)
+    state_dict: dict[str, torch.Tensor]  # the trained model as an `ex4.models.mlp.MLP` state dict (CPU)
+    step_losses: torch.Tensor | None = None  # float32 [epochs * iterations_per_epoch], when requested
+    grad_norms: dict[int, list[float | None]] = field(default_factory=dict)
+
+    @property
+    def final(self) -> dict[str, float | None]:
+        return {name: values[-1] if values else None for name, values in self.history.items()}
+
+
+@dataclass
+class Splits:
+    """The three splits as tensors on the training device."""
+
+    x: dict[str, torch.Tensor]  # "train"/"val"/"test" -> float32 [n, 2] (longitude, latitude)
+    y: dict[str, torch.Tensor]  # int64 [n]
+    n_classes: int
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, tuple], n_classes: int, device: torch.device | str = "cpu") -> "Splits":
+        x = {name: torch.as_tensor(xy[0], dtype=torch.float32).to(device) for name, xy in arrays.items()}
+        y = {name: torch.as_tensor(xy[1], dtype=torch.int64).to(device) for name, xy in arrays.items()}
+        return cls(x=x, y=y, n_classes=n_classes)
+
+    @property
+    def device(self) -> torch.device:
+        return self.x["train"].device
+
+
+def batch_sizes(n: int, batch_size: int, batch_norm: bool) -> list[int]:
+    """Sizes of an epoch's batches: full batches, then the remainder (merged into the last full batch when it
+    would be a single row under batch norm)."""
+    full, rest = divmod(n, batch_size)
+    sizes = [batch_size] * full
+    if rest == 1 and batch_norm and full:
+        sizes[-1] += 1
+    elif rest:
+        sizes.append(rest)
+    return sizes
+
+
+def last_batch_kind(n: int, batch_size: int, batch_norm: bool) -> str:
+    rest = n % batch_size
+    if rest == 0:
+        return "none"
+    return "merged" if rest == 1 and batch_norm and n > batch_size else "partial"
+
+
+# ---- the batched model -------------------------------------------------------------------------------------
+
+
+class BatchedMLP:
+    """R MLPs of one architecture (per-run residual and input features may differ) as stacked tensors.
+
+    Parameters, all [R, a, b] so one [R, 1, 1] tensor broadcasts a per-run learning rate over every one:
+    per hidden layer `weight` [R, in, out] (the transpose of nn.Linear's), `bias` [R, 1, out] and with batch
+    norm `gamma`, `beta` [R, 1, out]; then the output layer. Running statistics are [R, out] buffers.
+    """
+
+    def __init__(self, models: Sequence[MLP], device: torch.device):
+        archs = [model.arch for model in models]
+        first = archs[0]
+        self.depth, self.width, self.n_classes, self.batch_norm = first.depth, first.width, first.n_classes, first.batch_norm
+        self.runs = len(models)
+        self.implicit = [a.implicit for a in archs]
+        self.residual = [a.residual for a in archs]
+        self.n_in = max(input_width(a.implicit) for a in archs)
+        self.device = device
+        self.params: list[torch.Tensor] = []
+        self.running_mean: list[torch.Tensor] = []
+        self.running_var: list[torch.Tensor] = []
+        self.steps_taken = 0
+
+        def stack(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+            return torch.stack([t.detach().to(device=device, dtype=torch.float32) for t in tensors]).contiguous()
+
+        for index in range(self.depth):
+            layers = [model.hidden[index] for model in models]
+            weights = [layer.linear.weight.t() for layer in layers]
+            if index == 0:  # pad narrower inputs (raw coordinates beside sine features) with zero rows
+                weights = [F.pad(w, (0, 0, 0, self.n_in - w.shape[0])) for w in weights]
+            self.params += [stack(weights), stack(layer.linear.bias[None] for layer in layers)]
+            if self.batch_norm:
+                self.params += [stack(layer.norm.weight[None] for layer in layers),
+                                stack(layer.norm.bias[None] for layer in layers)]
+                self.running_mean.append(stack(layer.norm.running_mean for layer in layers))
+                self.running_var.append(stack(layer.norm.running_var for layer in layers))
+        self.params += [stack(model.output.weight.t() for model in models),
+                        stack(model.output.bias[None] for model in models)]
+        for tensor in self.params:
+            tensor.requires_grad_(True)
+        mixed_residual = len(set(self.residual)) > 1
+        self.residual_gate = (torch.tensor(self.residual, dtype=torch.float32, device=device).view(-1, 1, 1)
+                              if mixed_residual else None)
+        self.all_residual = all(self.residual)
+
+    # -- layout helpers
+    def layer_params(self, params: Sequence[torch.Tensor], index: int) -> Sequence[torch.Tensor]:
+        per_layer = 4 if self.batch_norm else 2
+        return params[index * per_layer:(index + 1) * per_layer]
+
+    def output_params(self, params: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+        return params[-2:]
+
+    def weight_index(self, layer: int) -> int:
+        return layer * (4 if self.batch_norm else 2)
+
+    # -- the forward pass, shared by training (eager and compiled) and evaluation
+    def forward(self, params: Sequence[torch.Tensor], x: torch.Tensor, training: bool,
+                running_mean: Sequence[torch.Tensor], running_var: Sequence[torch.Tensor]) -> torch.Tensor:
+        """x: [B, n_in] shared by all runs, or [R, B, n_in] per run -> logits [R, B, C]."""
+        if self.runs == 1:
+            return self._forward_single(params, x if x.dim() == 2 else x[0], training, running_mean,
+                                        running_var).unsqueeze(0)
+        h = x.expand(self.runs, *x.shape) if x.dim() == 2 else x
+        for index in range(self.depth):
+            layer = self.layer_params(params, index)
+            z = torch.baddbmm(layer[1], h, layer[0])
+            if self.batch_norm:
+                z = _batch_norm(z, layer[2], layer[3], running_mean[index], running_var[index], training)
+            out = torch.relu(z)
+            if index > 0 and self.residual_gate is not None:
+                out = torch.addcmul(out, self.residual_gate, h)
+            elif index > 0 and self.all_residual:
+                out = out + h
+            h = out
+        weight, bias = self.output_params(params)
+        return torch.baddbmm(bias, h, weight)
+
+    def _forward_single(self, params, x, training, running_mean, running_var) -> torch.Tensor:
+        """The same computation for one run with 2-D ops (views of the stacked tensors, no batching cost)."""
+        h = x
+        for index in range(self.depth):
+            layer = [t.view(t.shape[1:]) for t in self.layer_params(params, index)]
+            z = torch.addmm(layer[1], h, layer[0])
+            if self.batch_norm:
+                z = F.batch_norm(z, running_mean[index].view(-1), running_var[index].view(-1), layer[2].view(-1),
+                                 layer[3].view(-1), training, BN_MOMENTUM, BN_EPS)
+            out = torch.relu(z)
+            h = out + h if index > 0 and self.all_residual else out
+        weight, bias = (t.view(t.shape[1:]) for t in self.output_params(params))
+        return torch.addmm(bias, h, weight)
+
+    def logits(self, x: torch.Tensor, training: bool = False) -> torch.Tensor:
+        return self.forward(self.params, x, training, self.running_mean, self.running_var)
+
+    # -- back to plain modules
+    def state_dict(self, run: int) -> dict[str, torch.Tensor]:
+        """Run `run` as an `MLP` state dict on the CPU (what the store keeps and plots rebuild)."""
+        state: dict[str, torch.Tensor] = {}
+        n_in = input_width(self.implicit[run])
+        for index in range(self.depth):
+            layer = [t.detach()[run].cpu() for t in self.layer_params(self.params, index)]
+            weight = layer[0].t()
+            if index == 0:
+                weight = weight[:, :n_in]
+            prefix = f"hidden.{index}."
+            state[prefix + "linear.weight"] = weight.contiguous()
+            state[prefix + "linear.bias"] = layer[1][0].contiguous()
+            if self.batch_norm:
+                state[prefix + "norm.weight"] = layer[2][0].contiguous()
+                state[prefix + "norm.bias"] = layer[3][0].contiguous()
+                state[prefix + "norm.running_mean"] = self.running_mean[index][run].cpu().contiguous()
+                state[prefix + "norm.running_var"] = self.running_var[index][run].cpu().contiguous()
+                state[prefix + "norm.num_batches_tracked"] = torch.tensor(self.steps_taken, dtype=torch.int64)
+        weight, bias = (t.detach()[run].cpu() for t in self.output_params(self.params))
+        state["output.weight"] = weight.t().contiguous()
+        state["output.bias"] = bias[0].contiguous()
+        return state
+
+
+def _batch_norm(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running_mean: torch.Tensor,
+                running_var: torch.Tensor, training: bool) -> torch.Tensor:
+    """BatchNorm1d of each run's [B, width] slice; PyTorch's fused kernel on a [B, R*width] view."""
+    runs, batch, width = z.shape
+    if runs == 1:
+        out = F.batch_norm(z[0], running_mean[0], running_var[0], gamma[0, 0], beta[0, 0], training,
+                           BN_MOMENTUM, BN_EPS)
+        return out.unsqueeze(0)
+    flat = z.transpose(0, 1).reshape(batch, runs * width)
+    out = F.batch_norm(flat, running_mean.view(-1), running_var.view(-1), gamma.reshape(-1), beta.reshape(-1),
+                       training, BN_MOMENTUM, BN_EPS)
+    return out.view(batch, runs, width).transpose(0, 1)
+
+
+def per_run_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each run: logits [R, B, C], labels [B] -> [R]."""
+    runs, batch, classes = logits.shape
+    losses = F.cross_entropy(logits.reshape(runs * batch, classes), y.repeat(runs), reduction="none")
+    return losses.view(runs, batch).mean(dim=1)
+
+
+# ---- optimizers (batched, per-run learning rate) --------------------------------------------------------
+
+
+class BatchedOptimizer:
+    """SGD without momentum, or Adam (PyTorch's defaults), applied to stacked parameters with lr per run."""
+
+    def __init__(self, kind: str, params: list[torch.Tensor], lrs: Sequence[float]):
+        if kind not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {kind!r}")
+        self.kind = kind
+        device = params[0].device
+        self.single_lr = float(lrs[0]) if len(set(lrs)) == 1 else None
+        lr = torch.tensor(list(lrs), dtype=torch.float32, device=device).view(-1, 1, 1)
+        self.neg_lr = [-lr] * len(params)
+        self.lr = lr
+        self.t = 0
+        if kind == "adam":
+            self.m = [torch.zeros_like(p) for p in params]
+            self.v = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self, params: list[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
+        if self.kind == "sgd":
+            if self.single_lr is not None:
+                torch._foreach_add_(params, grads, alpha=-self.single_lr)
+            else:
+                torch._foreach_addcmul_(params, grads, self.neg_lr)
+            return
+        self.t += 1
+        beta1, beta2 = ADAM_BETAS
+        torch._foreach_lerp_(self.m, grads, 1 - beta1)
+        torch._foreach_mul_(self.v, beta2)
+        torch._foreach_addcmul_(self.v, grads, grads, 1 - beta2)
+        correction1 = 1 - beta1 ** self.t
+        correction2_sqrt = math.sqrt(1 - beta2 ** self.t)
+        denominators = torch._foreach_sqrt(self.v)
+        torch._foreach_div_(denominators, correction2_sqrt)
+        torch._foreach_add_(denominators, ADAM_EPS)
+        updates = torch._foreach_div(self.m, denominators)
+        if self.single_lr is not None:
+            torch._foreach_add_(params, updates, alpha=-self.single_lr / correction1)
+        else:
+            torch._foreach_addcmul_(params, updates, [t / correction1 for t in self.neg_lr])
+
+
+# ---- one group of runs ------------------------------------------------------------------------------------
+
+
+class _Group:
+    """Runs that share architecture shape, batch size, epochs and optimizer: trained together."""
+
+    def __init__(self, specs: list[RunSpec], models: list[MLP], splits: Splits, seed: int, compile_steps: bool):
+        self.specs = specs
+        self.splits = splits
+        self.device = splits.device
+        self.model = BatchedMLP(models, self.device)
+        self.optimizer = BatchedOptimizer(specs[0].optimizer, self.model.params, [s.lr for s in specs])
+        self.batch_size = specs[0].batch_size
+        self.epochs = specs[0].epochs
+        self.generator = torch.Generator().manual_seed(seed)
+        self.inputs = {name: self._features(x) for name, x in splits.x.items()}
+        self.track_layers = sorted({layer for spec in specs for layer in spec.track_layers})
+        self.track_index = [self.model.weight_index(layer) for layer in self.track_layers]
+        self.compiled = self._compile() if compile_steps else None
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """[n, n_in] when every run sees the same features, else [R, n, n_in] (raw runs zero-padded)."""
+        implicit = self.model.implicit
+        if all(implicit):
+            return sine_features(x)
+        if not any(implicit):
+            return x
+        sines = sine_features(x)
+        raw = F.pad(x, (0, sines.shape[1] - x.shape[1]))
+        return torch.stack([sines if flag else raw for flag in implicit])
+
+    # -- one optimisation step: eager autograd, or a compiled functional version of the same computation
+    def _loss(self, params, x, y, running_mean, running_var):
+        logits = self.model.forward(params, x, True, running_mean, running_var)
+        losses = per_run_cross_entropy(logits, y)
+        correct = (logits.detach().argmax(dim=2) == y).sum(dim=1)
+        return losses.sum(), (losses.detach(), correct)
+
+    def _gradient_norms(self, grads: Sequence[torch.Tensor]) -> torch.Tensor | None:
+        if not self.track_index:
+            return None
+        return torch.stack([grads[i].detach().square().sum(dim=(1, 2)) for i in self.track_index])
+
+    def _eager_step(self, x: torch.Tensor, y: torch.Tensor):
+        model = self.model
+        total, (losses, correct) = self._loss(model.params, x, y, model.running_mean, model.running_var)
+        grads = torch.autograd.grad(total, model.params)
+        self.optimizer.step(model.params, grads)
+        return losses, correct, self._gradient_norms(grads)
+
+    def _compile(self) -> Callable | None:
+        """A compiled step for full batches (one graph: forward, backward, update); None if unavailable."""
+        if self.optimizer.kind != "sgd" or self.track_index:
+            return None
+        grad_fn = torch.func.grad_and_value(self._loss, has_aux=True)
+        optimizer = self.optimizer
+
+        def step(params, x, y, running_mean, running_var):
+            grads, (_, (losses, correct)) = grad_fn(params, x, y, running_mean, running_var)
+            with torch.no_grad():
+                optimizer.step(params, grads)
+            return losses, correct
+
+        return torch.compile(step, fullgraph=True, dynamic=False)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor):
+        if self.compiled is not None and x.shape[-2] == self.batch_size:
+            model = self.model
+            try:
+                losses, correct = self.compiled(model.params, x, y, model.running_mean, model.running_var)
+                return losses, correct, None
+            except Exception as error:  # no C++ compiler, unsupported backend...: fall back to eager
+                warnings.warn(f"torch.compile unavailable, training eagerly ({type(error).__name__}: {error})")
+                self.compiled = None
+        return self._eager_step(x, y)
+
+    # -- evaluation
+    @torch.no_grad()
+    def evaluate(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean loss and accuracy of every run on a split: eval mode, one forward (chunked if huge)."""
+        x, y = self.inputs[split], self.splits.y[split]
+        n = y.shape[0]
+        loss_sum = torch.zeros(self.model.runs, device=self.device)
+        correct = torch.zeros(self.model.runs, device=self.device)
+        for start in range(0, n, EVAL_CHUNK):
+            part = slice(start, start + EVAL_CHUNK)
+            xs = x[part] if x.dim() == 2 else x[:, part]
+            logits = self.model.logits(xs, training=False)
+            runs, batch, classes = logits.shape
+            loss_sum += F.cross_entropy(logits.reshape(runs * batch, classes), y[part].repeat(runs),
+                                        reduction="none").view(runs, batch).sum(dim=1)
+            correct += (logits.argmax(dim=2) == y[part]).sum(dim=1)
+        return loss_sum / n, correct / n
+
+    # -- the loop
+    def train(self, progress: Callable[[int], None] | None = None) -> list[RunResult]:
+        x_train, y_train = self.inputs["train"], self.splits.y["train"]
+        n = y_train.shape[0]
+        runs = self.model.runs
+        sizes = batch_sizes(n, self.batch_size, self.model.batch_norm)
+        history = {name: [[] for _ in range(runs)] for name in METRICS}
+        step_losses: list[torch.Tensor] = []
+        grad_norms = {layer: [[] for _ in range(runs)] for layer in self.track_layers}
+        diverged_at: list[int | None] = [None] * runs
+        record_steps = any(spec.record_step_losses for spec in self.specs)
+        for epoch in range(1, self.epochs + 1):
+            order = torch.randperm(n, generator=self.generator).to(self.device)
+            xs = x_train.index_select(x_train.dim() - 2, order).split(sizes, dim=x_train.dim() - 2)
+            ys = y_train.index_select(0, order).split(sizes)
+            losses, corrects, norms = [], [], []
+            for x_batch, y_batch in zip(xs, ys):
+                loss, correct, norm = self._step(x_batch, y_batch)
+                losses.append(loss)
+                corrects.append(correct)
+                if norm is not None:
+                    norms.append(norm)
+                if progress is not None:
+                    progress(1)
+            self.model.steps_taken += len(sizes)
+            epoch_losses = torch.stack(losses)  # [steps, R]
+            metrics = {
+                "train_loss": epoch_losses.mean(dim=0),
+                "train_acc": torch.stack(corrects).sum(dim=0).float() / n,
+            }
+            for split in ("val", "test"):
+                metrics[f"{split}_loss"], metrics[f"{split}_acc"] = self.evaluate(split)
+            host = {name: value.cpu().tolist() for name, value in metrics.items()}  # the one sync of the epoch
+            if record_steps:
+                step_losses.append(epoch_losses.cpu())
+            if norms:
+                mean_norms = torch.stack(norms).mean(dim=0).cpu().tolist()  # [layers][R]
+            for run in range(runs):
+                if diverged_at[run] is None:
+                    finite = all(math.isfinite(host[name][run]) for name in ("train_loss", "val_loss", "test_loss"))
+                    if not finite:
+                        diverged_at[run] = epoch
+                alive = diverged_at[run] is None
+                for name in METRICS:
+                    history[name][run].append(host[name][run] if alive else None)
+                for k, layer in enumerate(self.track_layers):
+                    value = mean_norms[k][run] if norms else None
+                    grad_norms[layer][run].append(value if alive and value is not None and math.isfinite(value)
+                                                  else None)
+            if all(at is not None for at in diverged_at):  # nothing left to learn: pad and stop
+                for run in range(runs):
+                    for name in METRICS:
+                        history[name][run] += [None] * (self.epochs - epoch)
+                    for layer in self.track_layers:
+                        grad_norms[layer][run] += [None] * (self.epochs - epoch)
+                if progress is not None:
+                    progress(len(sizes) * (self.epochs - epoch))
+                break
+        per_step = torch.cat(step_losses) if step_losses else None
+        results = []
+        for run, spec in enumerate(self.specs):
+            results.append(RunResult(
+                spec=spec,
+                history={name: history[name][run] for name in METRICS},
+                diverged=diverged_at[run] is not None,
+                diverged_epoch=diverged_at[run],
+                iterations_per_epoch=len(sizes),
+                last_batch=last_batch_kind(n, self.batch_size, self.model.batch_norm),
+                state_dict=self.model.state_dict(run),
+                step_losses=per_step[:, run].contiguous() if per_step is not None and spec.record_step_losses else None,
+                grad_norms={layer: grad_norms[layer][run] for layer in spec.track_layers},
+            ))
+        return results
+
+
+# ---- entry point -------------------------------------------------------------------------------------------
+
+
+def initial_model(arch: Architecture, seed: int) -> MLP:
+    """The starting weights of a run: PyTorch's default init drawn right after `torch.manual_seed(seed)`, so
+    runs of one architecture start from the same point and any textbook loop can reproduce it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLP(arch)
+
+
+def use_all_cores() -> None:
+    torch.set_num_threads(os.cpu_count() or 1)
+
+
+def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_steps: bool | None = None,
+               progress: bool | str = True) -> list[RunResult]:
+    """Train every run; results come back in the order of `specs`.
+
+    Runs are grouped by `RunSpec.group_key()`; each group draws its batch order from its own generator
+    seeded with `seed`, so equal seeds give equal numbers. `compile_steps=None` compiles the step of groups
+    whose batches are small enough for Python overhead to dominate (see `should_compile`).
+    """
+    labels = [spec.label for spec in specs]
+    if len(set(labels)) != len(labels):
+        raise ValueError("run labels must be distinct")
+    for spec in specs:
+        if spec.optimizer not in OPTIMIZERS:
+            raise ValueError(f"run {spec.label}: unknown optimizer {spec.optimizer!r}")
+        if spec.arch.batch_norm and spec.batch_size == 1:
+            raise ValueError(f"run {spec.label}: batch norm needs batch_size > 1")
+        bad = [layer for layer in spec.track_layers if not 0 <= layer < spec.arch.depth]
+        if bad:
+            raise ValueError(f"run {spec.label}: tracked layer {bad[0]} outside 0..{spec.arch.depth - 1}")
+    groups: dict[tuple, list[int]] = {}
+    for index, spec in enumerate(specs):
+        groups.setdefault(spec.group_key(), []).append(index)
+    n_train = int(splits.y["train"].shape[0])
+    total_steps = sum(len(batch_sizes(n_train, specs[members[0]].batch_size, specs[members[0]].arch.batch_norm))
+                      * specs[members[0]].epochs for members in groups.values())
+    bar = _progress_bar(total_steps, progress)
+    results: list[RunResult | None] = [None] * len(specs)
+    try:
+        for members in groups.values():
+            group_specs = [specs[i] for i in members]
+            models = [initial_model(spec.arch, seed) for spec in group_specs]
+            compile_now = should_compile(group_specs[0], n_train, splits.device) if compile_steps is None else compile_steps
+            group = _Group(group_specs, models, splits, seed, compile_now)
+            if bar is not None:
+                bar.set_description(_describe(group_specs))
+            for index, result in zip(members, group.train(bar.update if bar is not None else None)):
+                results[index] = result
+    finally:
+        if bar is not None:
+            bar.close()
+    return results  # type: ignore[return-value]
+
+
+COMPILE_MAX_BATCH = 32
+COMPILE_MIN_STEPS = 20_000
+
+
+def should_compile(spec: RunSpec, n_train: int, device: torch.device) -> bool:
+    """Compile only where it pays: many small-batch steps (each a few microseconds of arithmetic buried in
+    Python overhead), plain SGD, no gradient tracking. Compiling costs seconds per architecture."""
+    steps = math.ceil(n_train / spec.batch_size) * spec.epochs
+    return (spec.batch_size <= COMPILE_MAX_BATCH and steps >= COMPILE_MIN_STEPS and spec.optimizer == "sgd"
+            and not spec.track_layers and os.environ.get("EX4_COMPILE", "1") != "0")
+
+
+def _describe(specs: list[RunSpec]) -> str:
+    return specs[0].label if len(specs) == 1 else f"{specs[0].label} +{len(specs) - 1}"
+
+
+def _progress_bar(total: int, progress: bool | str):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="step", unit_scale=True, delay=2.0, mininterval=0.5, leave=False,
+                desc=progress if isinstance(progress, str) else None)
