@@ -201,6 +201,7 @@ class Setup:
     images: Images
     backbone: Backbone | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    reused: dict[str, bool] = field(default_factory=dict)  # shared parts found in the store
 
 
 def _finish_run(baseline: str, lr: float | None, backbone: str, run_params: dict[str, Any], logits: dict,
@@ -301,7 +302,7 @@ def backbone_features(ctx: Context, setup: Setup) -> dict[str, torch.Tensor]:
         ("ex4.train.features", "ex4.models.resnet", "ex4.data.faces"),
         lambda: _features_entry(setup))
     setup.timings["features"] = time.perf_counter() - started
-    setup.timings["features_from_store"] = outcome.hit
+    setup.reused["features"] = outcome.hit
     return outcome.tensors
 
 
@@ -442,6 +443,7 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
         "ranking": ranking,
         "mistakes": mistakes,
         "timings": {**setup.timings, "total": time.perf_counter() - started},
+        "reused": {**setup.reused, "surrogate": bool(backbone and backbone.info.get("from_store"))},
     }
     tensors = {
         "probabilities": probabilities,

@@ -1,0 +1,287 @@
+"""Section 6: every MLP experiment of the exercise, each a function from parameters to a stored result.
+
+All of them train through `ex4.train.mlp_engine.train_runs`, so runs that share an architecture and batch
+order (the learning rates of `mlp-lr`, raw vs sine input in `mlp-implicit`, plain vs residual in
+`mlp-gradients`) train as one batched model. Every run of an experiment starts from
+`initial_model(arch, seed)` and sees the same seeded batch order, so the runs differ only in what the
+experiment varies.
+
+Result (JSON) of every experiment:
+  {"experiment", "n_train", "n_classes", "class_names", "seed",
+   "runs": [{"label", "params": {lr, batch_size, epochs, optimizer, depth, width, n_classes, batch_norm,
+             residual, implicit}, "arch": build_mlp kwargs, "final": {train_loss, train_acc, val_loss,
+             val_acc, test_loss, test_acc}, "history": {same names: one value per epoch},
+             "diverged", "diverged_epoch", "iterations_per_epoch", "last_batch", ...}], ...}
+with None for every metric from the epoch a run diverged. Experiment-specific fields are listed on each
+compute function. Tensors: `models` (label -> MLP state dict) and `class_grids` (label -> uint8 [grid, grid]
+predicted class over `grid_extent`, rows = latitude) where figures need them, `step_losses` for
+`mlp-batch-size`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ex4.errors import Ex4Error
+from ex4.experiments import Context, Experiment
+from ex4.models.mlp import RAW_FEATURES, Architecture, input_width, load_mlp
+from ex4.train.mlp_engine import RunResult, RunSpec, Splits, train_runs
+
+CODE = ("ex4.models.mlp", "ex4.train.mlp_engine", "ex4.analysis.regions", "ex4.data.europe")
+BASE = ("seed", "mlp_lr", "mlp_optimizer", "mlp_batch_size", "mlp_depth", "mlp_width", "mlp_batch_norm",
+        "mlp_train_subset")
+
+
+# ---- shared steps ----------------------------------------------------------------------------------------------
+
+
+def load_splits(ctx: Context) -> tuple[Splits, dict[str, Any]]:
+    """The Europe data as tensors on the chosen device (train subset applied) and the result header."""
+    from ex4.data.europe import load_europe
+    from ex4.train.device import pick_device
+
+    data = load_europe(ctx.data_dir)
+    device = pick_device(ctx.params.get("device", "auto"))
+    arrays = {split: (part.x, part.y) for split, part in data.splits().items()}
+    subset = ctx.params.get("mlp_train_subset")
+    if subset is not None and subset < len(data.train.y):
+        generator = torch.Generator().manual_seed(int(ctx.params["seed"]))
+        rows = torch.randperm(len(data.train.y), generator=generator)[:subset].numpy()
+        arrays["train"] = (data.train.x[rows], data.train.y[rows])
+    splits = Splits.from_arrays(arrays, data.n_classes, device)
+    header = {"n_train": int(splits.y["train"].shape[0]), "n_classes": data.n_classes,
+              "class_names": list(data.class_names), "seed": int(ctx.params["seed"])}
+    return splits, header
+
+
+def base_arch(p: dict[str, Any], n_classes: int, **changes: Any) -> Architecture:
+    fields = {"depth": p["mlp_depth"], "width": p["mlp_width"], "n_classes": n_classes,
+              "batch_norm": p["mlp_batch_norm"], **changes}
+    return Architecture(**fields)
+
+
+def base_spec(p: dict[str, Any], label: str, arch: Architecture, epochs: int, **changes: Any) -> RunSpec:
+    fields = {"lr": p["mlp_lr"], "batch_size": p["mlp_batch_size"], "optimizer": p["mlp_optimizer"], **changes}
+    return RunSpec(label=label, arch=arch, epochs=epochs, **fields)
+
+
+def check_batch_norm_batch(batch_norm: bool, batch_size: int, parameter: str) -> None:
+    if batch_norm and batch_size == 1:
+        raise Ex4Error(f"parameter '{parameter}' = 1: this experiment uses batch norm, which needs batches of "
+                       "at least 2 samples")
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _clean(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    return value
+
+
+def run_entry(result: RunResult, **extra: Any) -> dict[str, Any]:
+    entry = {
+        "label": result.spec.label,
+        "params": result.spec.params(),
+        "arch": result.spec.arch.as_dict(),
+        "final": result.final,
+        "history": result.history,
+        "diverged": result.diverged,
+        "diverged_epoch": result.diverged_epoch,
+        "iterations_per_epoch": result.iterations_per_epoch,
+        "last_batch": result.last_batch,
+        **extra,
+    }
+    return _clean(entry)
+
+
+def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str) -> list[RunResult]:
+    return train_runs(specs, splits, seed=int(p["seed"]), progress=name)
+
+
+def _extent(splits: Splits) -> list[float]:
+    from ex4.analysis.regions import data_extent
+
+    return data_extent(*(x.cpu() for x in splits.x.values()))
+
+
+def _regions_and_grid(result: RunResult, extent: list[float], grid: int, with_class_grid: bool):
+    """(region bound, regions counted, class grid or None) of a trained run."""
+    from ex4.analysis.regions import class_grid, count_activation_regions, region_upper_bound
+
+    arch = result.spec.arch
+    model = load_mlp(arch.as_dict(), result.state_dict)
+    bound = region_upper_bound(input_width(arch.implicit), arch.hidden_widths())
+    counted = count_activation_regions(model, extent, grid)
+    return bound, counted, class_grid(model, extent, grid) if with_class_grid else None
+
+
+# ---- the experiments -------------------------------------------------------------------------------------------
+
+
+def compute_lr(ctx: Context) -> tuple[dict, dict]:
+    """Base setting at each learning rate. Runs carry `"extra": true` for the extra rates (drawn dashed)."""
+    p = ctx.params
+    splits, header = load_splits(ctx)
+    arch = base_arch(p, splits.n_classes)
+    rates = [(float(lr), False) for lr in p["mlp_learning_rates"]]
+    rates += [(float(lr), True) for lr in p["mlp_extra_learning_rates"] if float(lr) not in {r for r, _ in rates}]
+    specs = [base_spec(p, f"lr={lr:g}", arch, p["mlp_epochs"], lr=lr) for lr, _ in rates]
+    results = _train(specs, splits, p, "mlp-lr")
+    runs = [run_entry(result, extra=extra) for result, (_, extra) in zip(results, rates)]
+    return {"experiment": "mlp-lr", **header, "runs": runs}, {}
+
+
+def compute_epochs(ctx: Context) -> tuple[dict, dict]:
+    """The base setting for `mlp_long_epochs` epochs: train/val/test loss and accuracy per epoch."""
+    p = ctx.params
+    splits, header = load_splits(ctx)
+    spec = base_spec(p, "base", base_arch(p, splits.n_classes), p["mlp_long_epochs"])
+    (result,) = _train([spec], splits, p, "mlp-epochs")
+    return {"experiment": "mlp-epochs", **header, "runs": [run_entry(result)]}, {}
+
+
+def compute_batchnorm(ctx: Context) -> tuple[dict, dict]:
+    """The base setting for `mlp_long_epochs` epochs without and with batch norm (before each ReLU)."""
+    p = ctx.params
+    check_batch_norm_batch(True, p["mlp_batch_size"], "mlp_batch_size")
+    splits, header = load_splits(ctx)
+    specs = [base_spec(p, label, base_arch(p, splits.n_classes, batch_norm=flag), p["mlp_long_epochs"])
+             for label, flag in (("without batch norm", False), ("with batch norm", True))]
+    results = _train(specs, splits, p, "mlp-batchnorm")
+    return {"experiment": "mlp-batchnorm", **header, "runs": [run_entry(r) for r in results]}, {}
+
+
+def compute_batch_size(ctx: Context) -> tuple[dict, dict]:
+    """Base setting at each batch size for its number of epochs.
+
+    Runs add `steps` (optimisation steps taken); tensors `step_losses[label]` hold the training loss of every
+    step (float32), `iterations_per_epoch` the number of batches an epoch takes."""
+    p = ctx.params
+    for size in p["mlp_batch_sizes"]:
+        check_batch_norm_batch(p["mlp_batch_norm"], size, "mlp_batch_sizes")
+    splits, header = load_splits(ctx)
+    arch = base_arch(p, splits.n_classes)
+    specs = [base_spec(p, f"batch {size}", arch, epochs, batch_size=size, record_step_losses=True)
+             for size, epochs in zip(p["mlp_batch_sizes"], p["mlp_epochs_per_batch_size"])]
+    results = _train(specs, splits, p, "mlp-batch-size")
+    runs = [run_entry(r, steps=r.iterations_per_epoch * r.spec.epochs) for r in results]
+    tensors = {"step_losses": {r.spec.label: r.step_losses.to(torch.float32) for r in results}}
+    return {"experiment": "mlp-batch-size", **header, "runs": runs}, tensors
+
+
+def _accuracy_key(run: dict[str, Any]) -> float:
+    value = run["final"]["val_acc"]
+    return -1.0 if value is None else value
+
+
+def compute_shapes(ctx: Context) -> tuple[dict, dict]:
+    """The depth x width grid with batch norm, `mlp_shapes_batch_size`, `mlp_shapes_epochs`.
+
+    Runs add `region_bound` and `regions_counted` (distinct activation patterns over a
+    `mlp_region_grid`-square mesh of the data's bounding box). Adds `best` and `worst` (labels, by final
+    validation accuracy; a diverged run counts as worst), `depth_series` (labels at the base width, by depth)
+    and `width_series` (labels at the base depth, by width), `grid_extent` and `grid`. Tensors: every model's
+    state dict and the class grids of the best and the worst model."""
+    p = ctx.params
+    check_batch_norm_batch(p["mlp_shapes_batch_norm"], p["mlp_shapes_batch_size"], "mlp_shapes_batch_size")
+    splits, header = load_splits(ctx)
+    specs = [base_spec(p, f"{depth}x{width}",
+                       Architecture(depth, width, splits.n_classes, batch_norm=p["mlp_shapes_batch_norm"]),
+                       p["mlp_shapes_epochs"], batch_size=p["mlp_shapes_batch_size"])
+             for depth, width in p["mlp_shapes"]]
+    results = _train(specs, splits, p, "mlp-shapes")
+    extent, grid = _extent(splits), int(p["mlp_region_grid"])
+    runs = [run_entry(r) for r in results]
+    ranked = sorted(range(len(runs)), key=lambda i: _accuracy_key(runs[i]))
+    best, worst = runs[ranked[-1]]["label"], runs[ranked[0]]["label"]
+    grids = {}
+    for run, result in zip(runs, results):
+        bound, counted, classes = _regions_and_grid(result, extent, grid, run["label"] in (best, worst))
+        run["region_bound"], run["regions_counted"] = bound, counted
+        if classes is not None:
+            grids[run["label"]] = classes
+    depth_series = sorted((r for r in runs if r["params"]["width"] == p["mlp_width"]),
+                          key=lambda r: r["params"]["depth"])
+    width_series = sorted((r for r in runs if r["params"]["depth"] == p["mlp_depth"]),
+                          key=lambda r: r["params"]["width"])
+    out = {"experiment": "mlp-shapes", **header, "runs": runs, "best": best, "worst": worst,
+           "depth_series": [r["label"] for r in depth_series], "width_series": [r["label"] for r in width_series],
+           "grid_extent": extent, "grid": grid}
+    tensors = {"models": {r.spec.label: r.state_dict for r in results}, "class_grids": grids}
+    return out, tensors
+
+
+def compute_gradients(ctx: Context) -> tuple[dict, dict]:
+    """A `mlp_gradient_depth` x `mlp_gradient_width` network without batch norm, plain and with residual
+    connections, at the base learning rate, optimizer and batch size.
+
+    Runs add `grad_norms`: {layer (str): [per epoch: mean over the epoch's batches of the squared L2 norm of
+    that hidden layer's weight gradient]} for the layers in `mlp_gradient_layers` (0 = the input layer)."""
+    p = ctx.params
+    splits, header = load_splits(ctx)
+    layers = tuple(int(layer) for layer in p["mlp_gradient_layers"])
+    specs = [base_spec(p, label, Architecture(p["mlp_gradient_depth"], p["mlp_gradient_width"], splits.n_classes,
+                                              batch_norm=False, residual=residual),
+                       p["mlp_gradient_epochs"], track_layers=layers)
+             for label, residual in (("plain", False), ("residual", True))]
+    results = _train(specs, splits, p, "mlp-gradients")
+    runs = [run_entry(r, grad_norms={str(layer): r.grad_norms[layer] for layer in layers}) for r in results]
+    return {"experiment": "mlp-gradients", **header, "runs": runs, "layers": list(layers)}, {}
+
+
+def compute_implicit(ctx: Context) -> tuple[dict, dict]:
+    """Base depth and width on raw coordinates vs on the 20 sine features, with the `mlp-shapes` training
+    setting (batch norm, batch size, epochs).
+
+    Runs add `region_bound` (input dimension 2 or 20) and `regions_counted` over the 2-D mesh; for the sine
+    model a pattern can cover several separate pieces of the map, and the bound counts patterns in the
+    20-dimensional feature space. Tensors: both models and both class grids; adds `grid_extent`, `grid`."""
+    p = ctx.params
+    check_batch_norm_batch(p["mlp_shapes_batch_norm"], p["mlp_shapes_batch_size"], "mlp_shapes_batch_size")
+    splits, header = load_splits(ctx)
+    specs = [base_spec(p, label, base_arch(p, splits.n_classes, batch_norm=p["mlp_shapes_batch_norm"],
+                                           implicit=implicit),
+                       p["mlp_shapes_epochs"], batch_size=p["mlp_shapes_batch_size"])
+             for label, implicit in (("raw coordinates", False), ("sine features", True))]
+    results = _train(specs, splits, p, "mlp-implicit")
+    extent, grid = _extent(splits), int(p["mlp_region_grid"])
+    runs, grids = [], {}
+    for result in results:
+        bound, counted, classes = _regions_and_grid(result, extent, grid, True)
+        runs.append(run_entry(result, region_bound=bound, regions_counted=counted,
+                              input_features=input_width(result.spec.arch.implicit)))
+        grids[result.spec.label] = classes
+    out = {"experiment": "mlp-implicit", **header, "runs": runs, "grid_extent": extent, "grid": grid,
+           "raw_features": RAW_FEATURES}
+    return out, {"models": {r.spec.label: r.state_dict for r in results}, "class_grids": grids}
+
+
+SHAPES = ("seed", "mlp_lr", "mlp_optimizer", "mlp_shapes_batch_size", "mlp_shapes_epochs", "mlp_shapes_batch_norm",
+          "mlp_train_subset", "mlp_region_grid")
+
+EXPERIMENTS = [
+    Experiment("mlp-lr", "validation loss per epoch at each learning rate", "europe",
+               (*BASE, "mlp_epochs", "mlp_learning_rates", "mlp_extra_learning_rates"), CODE, compute_lr),
+    Experiment("mlp-epochs", "train/val/test loss and accuracy per epoch over a long run", "europe",
+               (*BASE, "mlp_long_epochs"), CODE, compute_epochs),
+    Experiment("mlp-batchnorm", "the long run without and with batch norm", "europe",
+               tuple(name for name in (*BASE, "mlp_long_epochs") if name != "mlp_batch_norm"), CODE,
+               compute_batchnorm),
+    Experiment("mlp-batch-size", "accuracy per epoch, iterations per epoch and loss per step at each batch size",
+               "europe", tuple(name for name in (*BASE, "mlp_batch_sizes", "mlp_epochs_per_batch_size")
+                               if name != "mlp_batch_size"), CODE, compute_batch_size),
+    Experiment("mlp-shapes", "the depth x width grid: accuracy, best and worst, linear regions", "europe",
+               (*SHAPES, "mlp_shapes", "mlp_depth", "mlp_width"), CODE, compute_shapes),
+    Experiment("mlp-gradients", "gradient norms per layer of a very deep network, plain and residual", "europe",
+               ("seed", "mlp_lr", "mlp_optimizer", "mlp_batch_size", "mlp_train_subset", "mlp_gradient_depth",
+                "mlp_gradient_width", "mlp_gradient_epochs", "mlp_gradient_layers"), CODE, compute_gradients),
+    Experiment("mlp-implicit", "sine features vs raw coordinates", "europe",
+               (*SHAPES, "mlp_depth", "mlp_width"), CODE, compute_implicit),
+]
