@@ -100,7 +100,8 @@ def run_reference(root: Path, values: dict[str, Any], backbone_state: dict[str, 
             from xgboost import XGBClassifier
 
             started = time.perf_counter()
-            transform = transforms.Compose([transforms.Resize(XGB_RESIZE), transforms.CenterCrop(values["cnn_xgb_crop"]),
+            crop = values["cnn_xgb_crop"]
+            transform = transforms.Compose([transforms.Resize(XGB_RESIZE), transforms.CenterCrop(crop),
                                             transforms.ToTensor()])
             arrays = {}
             for split in ("train", "val", "test"):

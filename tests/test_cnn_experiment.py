@@ -29,7 +29,8 @@ def cnn(monkeypatch, data_isolated_root, tmp_path):
     monkeypatch.setattr(experiments, "registry", lambda: {e.name: e for e in section7.EXPERIMENTS})
     monkeypatch.setattr(surrogate, "EPOCHS", 1)
     full_source = surrogate.source_digits
-    monkeypatch.setattr(surrogate, "source_digits", lambda exclude=(): tuple(part[:48] for part in full_source(exclude)))
+    monkeypatch.setattr(surrogate, "source_digits",
+                        lambda exclude=(): tuple(part[:48] for part in full_source(exclude)))
     store = Store(tmp_path / "store")
 
     def run(faces_dir: Path, **overrides):

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import math
 import os
+import types
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -385,6 +386,10 @@ class _Group:
                          if track_index else None)
             return losses, correct, norms
 
+        # dynamo keeps compiled variants per code object and gives up after a few: a fresh code object per
+        # group keeps each group's cache to itself (and lets it go with the group)
+        step = types.FunctionType(step.__code__.replace(), step.__globals__, step.__name__, step.__defaults__,
+                                  step.__closure__)
         return torch.compile(step, fullgraph=True, dynamic=False)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor):
