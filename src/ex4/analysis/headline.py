@@ -1,0 +1,47 @@
+"""The front page's table: one line per question of the exercise, answered from the stored results."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import pandas as pd
+
+from ex4.store import Outcome
+
+
+def _acc(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f} %"
+
+
+def _best(runs: list[dict[str, Any]], metric: str = "val_acc") -> dict[str, Any] | None:
+    scored = [run for run in runs if run["final"].get(metric) is not None]
+    return max(scored, key=lambda run: run["final"][metric]) if scored else None
+
+
+def headline_rows(outcomes: Mapping[str, Outcome]) -> pd.DataFrame:
+    """Question, best setting and its accuracy, for every experiment that was run."""
+    rows = []
+
+    def add(question: str, name: str, runs: list[dict[str, Any]], metric: str = "val_acc") -> None:
+        best = _best(runs, metric)
+        if best is not None:
+            rows.append({"question": question, "best setting": best["label"],
+                         "validation accuracy": _acc(best["final"].get("val_acc")),
+                         "test accuracy": _acc(best["final"].get("test_acc")),
+                         "result": f"`{outcomes[name].key[:12]}`"})
+
+    questions = {
+        "mlp-lr": "6.1 Which learning rate trains the MLP?",
+        "mlp-epochs": "6.1 What do long runs give?",
+        "mlp-batchnorm": "6.1 Does batch norm help?",
+        "mlp-batch-size": "6.1 Which batch size, at a fixed learning rate?",
+        "mlp-shapes": "6.2 Which depth × width?",
+        "mlp-gradients": "6.2 Does a very deep net train, plain or residual?",
+        "mlp-implicit": "6.2 Sine features or raw coordinates?",
+        "cnn": "7 Which baseline tells real from fake?",
+    }
+    for name, question in questions.items():
+        if name in outcomes:
+            add(question, name, outcomes[name].result.get("runs", []), "test_acc" if name == "cnn" else "val_acc")
+    return pd.DataFrame(rows)
