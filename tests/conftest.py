@@ -91,3 +91,17 @@ def data_faces_tree(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+# --- the whole book under the smoke profile (rendered once per test session) -----------------------------------
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """The real book rendered by ex4's own renderer under params/smoke.yml into a temp folder (not _book/)."""
+    from ex4.render import render_book
+
+    return render_book(PROJECT_ROOT, params_file=PROJECT_ROOT / "params" / "smoke.yml",
+                       out_dir=tmp_path_factory.mktemp("smoke") / "book", renderer="ex4")

@@ -2,7 +2,7 @@
 
 In CI (EX4_REQUIRE_BROWSER=1) a missing browser fails instead of skipping.
 Reads the book at $EX4_BROWSER_BOOK (e.g. `_book/index.html` after `nox -s report`) when set; otherwise
-renders the toy book. Needs Debian's `chromium` and `chromium-driver`; skipped with the reason when absent.
+the real book rendered under params/smoke.yml (the session's `smoke_book`). Needs Debian's `chromium` and `chromium-driver`; skipped with the reason when absent.
 Saves screenshots beside the book's index page (or in $EX4_SCREENSHOT_DIR).
 """
 
@@ -25,16 +25,13 @@ LOCAL_SCHEMES = {"data", "file", "about", "blob"}
 
 
 @pytest.fixture(scope="module")
-def book_index(tmp_path_factory) -> Path:
+def book_index(request) -> Path:
     given = os.environ.get("EX4_BROWSER_BOOK")
     if given:
         path = Path(given).resolve()
         assert path.is_file(), f"EX4_BROWSER_BOOK={given} is not a file"
         return path
-    from ex4.render import render_book
-    from render_toy import write_toy_book
-
-    return render_book(write_toy_book(tmp_path_factory.mktemp("browser-book"))).html_index
+    return request.getfixturevalue("smoke_book").html_index  # the real book under params/smoke.yml
 
 
 @pytest.fixture(scope="module")

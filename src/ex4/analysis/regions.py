@@ -53,16 +53,16 @@ def grid_points(extent: Sequence[float], grid: int) -> torch.Tensor:
 
 def _packed_patterns(preactivations: list[torch.Tensor]) -> torch.Tensor:
     """[n, units] signs -> [n, ceil(units/63)] int64 words (63 bits a word keeps every word non-negative)."""
-    bits = torch.cat([(z > 0) for z in preactivations], dim=1).to(torch.int64)
-    units = bits.shape[1]
-    words = -(-units // 63)
-    bits = torch.nn.functional.pad(bits, (0, words * 63 - units)).view(bits.shape[0], words, 63)
+    bits = torch.cat([(z > 0) for z in preactivations], dim=1)
+    n, units = bits.shape
     shifts = torch.arange(63, dtype=torch.int64, device=bits.device)
-    return (bits << shifts).sum(dim=2)
+    words = [(bits[:, start:start + 63].to(torch.int64) << shifts[:min(63, units - start)]).sum(dim=1)
+             for start in range(0, units, 63)]
+    return torch.stack(words, dim=1)
 
 
 @torch.no_grad()
-def count_activation_regions(model: MLP, extent: Sequence[float], grid: int, chunk: int = 1 << 15) -> int:
+def count_activation_regions(model: MLP, extent: Sequence[float], grid: int, chunk: int = 1 << 14) -> int:
     """Distinct ReLU activation patterns over a grid x grid mesh of `extent` (eval mode, streamed in chunks)."""
     was_training = model.training
     model.eval()

@@ -43,7 +43,8 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 OPTIMIZERS = ("sgd", "adam")
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
-EVAL_CHUNK = 1 << 16  # rows per evaluation forward; larger splits are evaluated in a few chunks
+EVAL_CHUNK = 1 << 16
+ELEMENTWISE_MAX = int(os.environ.get("EX4_ELEMENTWISE_MAX", 512))  # batch * width up to which compiled steps skip BLAS  # rows per evaluation forward; larger splits are evaluated in a few chunks
 
 
 # ---- what to train, and what comes back -------------------------------------------------------------------
@@ -191,15 +192,20 @@ class BatchedMLP:
 
     # -- the forward pass, shared by training (eager and compiled) and evaluation
     def forward(self, params: Sequence[torch.Tensor], x: torch.Tensor, training: bool,
-                running_mean: Sequence[torch.Tensor], running_var: Sequence[torch.Tensor]) -> torch.Tensor:
-        """x: [B, n_in] shared by all runs, or [R, B, n_in] per run -> logits [R, B, C]."""
+                running_mean: Sequence[torch.Tensor], running_var: Sequence[torch.Tensor],
+                elementwise: bool = False) -> torch.Tensor:
+        """x: [B, n_in] shared by all runs, or [R, B, n_in] per run -> logits [R, B, C].
+
+        `elementwise` writes each product as broadcast-multiply-and-sum instead of a BLAS call: slower
+        eagerly, but under torch.compile it fuses with its neighbours, which is what small batches need."""
         if self.runs == 1:
             return self._forward_single(params, x if x.dim() == 2 else x[0], training, running_mean,
-                                        running_var).unsqueeze(0)
+                                        running_var, elementwise).unsqueeze(0)
+        linear = _linear_elementwise if elementwise else torch.baddbmm
         h = x.expand(self.runs, *x.shape) if x.dim() == 2 else x
         for index in range(self.depth):
             layer = self.layer_params(params, index)
-            z = torch.baddbmm(layer[1], h, layer[0])
+            z = linear(layer[1], h, layer[0])
             if self.batch_norm:
                 z = _batch_norm(z, layer[2], layer[3], running_mean[index], running_var[index], training)
             out = torch.relu(z)
@@ -209,21 +215,22 @@ class BatchedMLP:
                 out = h + out * self.scale
             h = out
         weight, bias = self.output_params(params)
-        return torch.baddbmm(bias, h, weight)
+        return linear(bias, h, weight)
 
-    def _forward_single(self, params, x, training, running_mean, running_var) -> torch.Tensor:
+    def _forward_single(self, params, x, training, running_mean, running_var, elementwise) -> torch.Tensor:
         """The same computation for one run with 2-D ops (views of the stacked tensors, no batching cost)."""
+        linear = _linear_elementwise if elementwise else torch.addmm
         h = x
         for index in range(self.depth):
             layer = [t.view(t.shape[1:]) for t in self.layer_params(params, index)]
-            z = torch.addmm(layer[1], h, layer[0])
+            z = linear(layer[1], h, layer[0])
             if self.batch_norm:
                 z = F.batch_norm(z, running_mean[index].view(-1), running_var[index].view(-1), layer[2].view(-1),
                                  layer[3].view(-1), training, BN_MOMENTUM, BN_EPS)
             out = torch.relu(z)
             h = h + out * self.scale if index > 0 and self.all_residual else out
         weight, bias = (t.view(t.shape[1:]) for t in self.output_params(params))
-        return torch.addmm(bias, h, weight)
+        return linear(bias, h, weight)
 
     def logits(self, x: torch.Tensor, training: bool = False) -> torch.Tensor:
         return self.forward(self.params, x, training, self.running_mean, self.running_var)
@@ -251,6 +258,11 @@ class BatchedMLP:
         state["output.weight"] = weight.t().contiguous()
         state["output.bias"] = bias[0].contiguous()
         return state
+
+
+def _linear_elementwise(bias: torch.Tensor, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """bias + h @ weight for [..., B, in] @ [..., in, out], as a broadcast product summed over `in`."""
+    return (h.unsqueeze(-1) * weight.unsqueeze(-3)).sum(dim=-2) + bias
 
 
 def _batch_norm(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running_mean: torch.Tensor,
@@ -352,8 +364,8 @@ class _Group:
         return torch.stack([sines if flag else raw for flag in implicit])
 
     # -- one optimisation step: eager autograd, or a compiled functional version of the same computation
-    def _loss(self, params, x, y, running_mean, running_var):
-        logits = self.model.forward(params, x, True, running_mean, running_var)
+    def _loss(self, params, x, y, running_mean, running_var, elementwise=False):
+        logits = self.model.forward(params, x, True, running_mean, running_var, elementwise)
         losses = per_run_cross_entropy(logits, y)
         correct = (logits.detach().argmax(dim=2) == y).sum(dim=1)
         return losses.sum(), (losses.detach(), correct)
@@ -378,8 +390,10 @@ class _Group:
         grad_fn = torch.func.grad_and_value(self._loss, has_aux=True)
         track_index = self.track_index
 
+        elementwise = self.batch_size * self.model.width <= ELEMENTWISE_MAX
+
         def step(params, x, y, running_mean, running_var, neg_lr):
-            grads, (_, (losses, correct)) = grad_fn(params, x, y, running_mean, running_var)
+            grads, (_, (losses, correct)) = grad_fn(params, x, y, running_mean, running_var, elementwise)
             with torch.no_grad():
                 torch._foreach_addcmul_(params, grads, [neg_lr] * len(params))
                 norms = (torch.stack([grads[i].square().sum(dim=(1, 2)) for i in track_index])

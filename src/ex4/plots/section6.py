@@ -1,0 +1,266 @@
+"""Figures of Section 6, drawn from stored results only (result dicts and tensors; nothing here trains).
+
+Every function returns a matplotlib Figure with labelled axes; given the outcomes it was drawn from, it adds
+the provenance note under the figure. Splits keep one colour each (train, validation, test) and countries
+keep the colours of the data chapter's map.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
+
+from ex4.analysis.section6 import finite_history, last_metrics, smooth
+from ex4.plots.style import add_provenance, apply_style, country_colors, series_colors
+
+SPLITS = (("train", "training"), ("val", "validation"), ("test", "test"))
+SPLIT_STYLES = {"train": "-", "val": "--", "test": ":"}
+LOSS_LABEL = "loss (cross-entropy)"
+ACC_LABEL = "accuracy (%)"
+
+
+def _finish(fig: plt.Figure, outcomes: Iterable[Any], extra: str) -> plt.Figure:
+    outcomes = list(outcomes)
+    fig.tight_layout(rect=(0, 0.05 if outcomes or extra else 0, 1, 1))
+    if outcomes:
+        add_provenance(fig, outcomes, extra)
+    elif extra:
+        fig.text(0.01, 0.002, extra, fontsize=6.5, color="0.45", ha="left", va="bottom")
+    return fig
+
+
+def _epochs(values: Sequence[float]) -> np.ndarray:
+    return np.arange(1, len(values) + 1)
+
+
+def _split_colors() -> dict[str, tuple]:
+    colors = series_colors(3)
+    return {split: colors[i] for i, (split, _) in enumerate(SPLITS)}
+
+
+def _integer_epochs(ax: plt.Axes) -> None:
+    ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+# ---- 6.1 -------------------------------------------------------------------------------------------------
+
+
+def learning_rate_curves(result: Mapping[str, Any], baseline_loss: float | None = None,
+                         outcomes: Iterable[Any] = (), extra: str = "") -> plt.Figure:
+    """Validation loss per epoch at each learning rate; extra rates dashed; diverged runs end in a cross."""
+    apply_style()
+    runs = sorted(result["runs"], key=lambda run: -float(run["params"]["lr"]))
+    colors = series_colors(len(runs))
+    fig, ax = plt.subplots(figsize=(7.4, 4.4))
+    steady = [v for run in runs if not run["diverged"] for v in finite_history(run, "val_loss")]
+    top = max(steady) * 1.08 if steady else None
+    for color, run in zip(colors, runs):
+        values = finite_history(run, "val_loss")
+        label = f"lr = {float(run['params']['lr']):g}" + (" (extra)" if run.get("extra") else "")
+        if run["diverged"]:
+            label += f", diverged in epoch {run['diverged_epoch']}"
+        shown = np.clip(values, None, top) if top is not None and values else values
+        ax.plot(_epochs(values), shown, color=color, linestyle="--" if run.get("extra") else "-",
+                marker="o" if len(values) <= 12 else None, markersize=3, label=label)
+        if run["diverged"]:
+            epoch = int(run["diverged_epoch"] or len(values) + 1)
+            if values:
+                ax.plot([epoch - 1], [shown[-1]], marker="X", markersize=9, color=color, linestyle="none")
+            else:
+                ax.plot([epoch], [0.97], marker="X", markersize=9, color=color, linestyle="none",
+                        transform=blended_transform_factory(ax.transData, ax.transAxes))
+    if baseline_loss is not None:
+        ax.axhline(baseline_loss, color="0.35", linewidth=1, linestyle=":",
+                   label="class frequencies only (no location)")
+    if top is not None:
+        ax.set_ylim(top=top)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation loss (cross-entropy)")
+    _integer_epochs(ax)
+    ax.legend(loc="best", frameon=True)
+    return _finish(fig, outcomes, extra)
+
+
+def split_curves(run: Mapping[str, Any], title: str = "", outcomes: Iterable[Any] = (),
+                 extra: str = "") -> plt.Figure:
+    """Training, validation and test loss (left) and accuracy (right) per epoch of one run."""
+    apply_style()
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(8.6, 3.8))
+    _draw_splits(run, loss_ax, acc_ax)
+    loss_ax.legend(loc="best")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, outcomes, extra)
+
+
+def _draw_splits(run: Mapping[str, Any], loss_ax: plt.Axes, acc_ax: plt.Axes, color=None, style_by_split=False,
+                 prefix: str = "") -> None:
+    colors = _split_colors()
+    for split, name in SPLITS:
+        loss = finite_history(run, f"{split}_loss")
+        acc = [100 * v for v in finite_history(run, f"{split}_acc")]
+        kwargs = {"color": color if color is not None else colors[split],
+                  "linestyle": SPLIT_STYLES[split] if style_by_split else "-",
+                  "label": f"{prefix}{name}"}
+        loss_ax.plot(_epochs(loss), loss, **kwargs)
+        acc_ax.plot(_epochs(acc), acc, **kwargs)
+    for ax, label in ((loss_ax, LOSS_LABEL), (acc_ax, ACC_LABEL)):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        _integer_epochs(ax)
+
+
+def batch_norm_curves(result: Mapping[str, Any], outcomes: Iterable[Any] = (), extra: str = "") -> plt.Figure:
+    """Loss and accuracy per epoch without and with batch norm: colour per variant, line style per split."""
+    apply_style()
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(8.6, 4.0))
+    runs = sorted(result["runs"], key=lambda run: bool(run["arch"]["batch_norm"]))
+    colors = series_colors(len(runs))
+    for color, run in zip(colors, runs):
+        _draw_splits(run, loss_ax, acc_ax, color=color, style_by_split=True)
+    variant_handles = [Line2D([], [], color=color, label=run["label"]) for color, run in zip(colors, runs)]
+    split_handles = [Line2D([], [], color="0.3", linestyle=SPLIT_STYLES[split], label=name)
+                     for split, name in SPLITS]
+    loss_ax.legend(handles=variant_handles + split_handles, loc="best")
+    return _finish(fig, outcomes, extra)
+
+
+def batch_size_curves(result: Mapping[str, Any], step_losses: Mapping[str, Any], outcomes: Iterable[Any] = (),
+                      extra: str = "", max_raw_points: int = 4000) -> plt.Figure:
+    """Validation accuracy per epoch (left) and training loss per step, raw and smoothed (right)."""
+    apply_style()
+    runs = sorted(result["runs"], key=lambda run: int(run["params"]["batch_size"]))
+    colors = series_colors(len(runs))
+    fig, (acc_ax, step_ax) = plt.subplots(1, 2, figsize=(9.2, 4.0))
+    for color, run in zip(colors, runs):
+        label = f"batch {run['params']['batch_size']}"
+        acc = [100 * v for v in finite_history(run, "val_acc")]
+        acc_ax.plot(_epochs(acc), acc, color=color, marker="o" if len(acc) <= 12 else None, markersize=4,
+                    label=label)
+        losses = step_losses.get(run["label"])
+        if losses is None:
+            continue
+        losses = np.asarray(losses, dtype=np.float64)
+        steps = np.arange(1, len(losses) + 1)
+        thin = max(1, len(losses) // max_raw_points)
+        step_ax.plot(steps[::thin], losses[::thin], color=color, alpha=0.18, linewidth=0.6, rasterized=True)
+        step_ax.plot(steps, smooth(losses), color=color, linewidth=1.6, label=label)
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("validation accuracy (%)")
+    _integer_epochs(acc_ax)
+    acc_ax.legend(loc="best")
+    step_ax.set_xlabel("optimisation step")
+    step_ax.set_ylabel("training loss (cross-entropy)")
+    step_ax.legend(loc="best", title="running mean")
+    return _finish(fig, outcomes, extra)
+
+
+# ---- 6.2 -------------------------------------------------------------------------------------------------
+
+
+def model_curves(result: Mapping[str, Any], labels: Sequence[str], titles: Sequence[str] | None = None,
+                 outcomes: Iterable[Any] = (), extra: str = "") -> plt.Figure:
+    """Loss and accuracy per epoch of the chosen runs: one row per run, all three splits in each panel."""
+    apply_style()
+    runs = {run["label"]: run for run in result["runs"]}
+    fig, axes = plt.subplots(len(labels), 2, figsize=(8.6, 3.2 * len(labels)), squeeze=False)
+    for row, label in enumerate(labels):
+        _draw_splits(runs[label], axes[row, 0], axes[row, 1])
+        title = titles[row] if titles else label
+        axes[row, 0].set_title(f"{title}: loss", loc="left")
+        axes[row, 1].set_title(f"{title}: accuracy", loc="left")
+    axes[0, 0].legend(loc="best")
+    return _finish(fig, outcomes, extra)
+
+
+def decision_boundaries(grids: Mapping[str, Any], extent: Sequence[float], points: np.ndarray,
+                        point_labels: np.ndarray, n_classes: int, titles: Mapping[str, str] | None = None,
+                        max_points: int = 3000, seed: int = 0, outcomes: Iterable[Any] = (),
+                        extra: str = "") -> plt.Figure:
+    """Predicted country over the data's box, one panel per model, with test cities on top in their true colour."""
+    apply_style()
+    colors = country_colors(n_classes)
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.permutation(len(points))[:max_points]) if len(points) > max_points else np.arange(len(points))
+    labels = list(grids)
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.6 * len(labels), 4.4), squeeze=False)
+    long_min, long_max, lat_min, lat_max = (float(v) for v in extent)
+    aspect = 1 / max(math.cos(math.radians((lat_min + lat_max) / 2)), 0.2)
+    for ax, label in zip(axes[0], labels):
+        grid = np.asarray(grids[label], dtype=np.int64)
+        ax.imshow(colors[grid], origin="lower", extent=(long_min, long_max, lat_min, lat_max), aspect=aspect,
+                  interpolation="nearest", alpha=0.55)
+        ax.scatter(points[keep, 0], points[keep, 1], c=colors[point_labels[keep]], s=4, linewidths=0.25,
+                   edgecolors="0.1", rasterized=True)
+        ax.set_xlim(long_min, long_max)
+        ax.set_ylim(lat_min, lat_max)
+        ax.set_xlabel("longitude (°)")
+        ax.set_ylabel("latitude (°)")
+        ax.set_title(titles[label] if titles else label, loc="left")
+        ax.grid(False)
+    return _finish(fig, outcomes, extra)
+
+
+def accuracy_trend(result: Mapping[str, Any], labels: Sequence[str], axis: str, fixed: str = "",
+                   outcomes: Iterable[Any] = (), extra: str = "") -> plt.Figure:
+    """Final training, validation and test accuracy against depth or width (the other held fixed)."""
+    apply_style()
+    runs = {run["label"]: run for run in result["runs"]}
+    chosen = [runs[label] for label in labels]
+    xs = [int(run["params"][axis]) for run in chosen]
+    colors = _split_colors()
+    fig, ax = plt.subplots(figsize=(6.2, 4.0))
+    for split, name in SPLITS:
+        values = [last_metrics(run)[f"{split}_acc"] for run in chosen]
+        ys = [np.nan if v is None else 100 * v for v in values]
+        ax.plot(xs, ys, color=colors[split], marker="o", linestyle=SPLIT_STYLES[split], label=name)
+    if axis == "width" and len(set(xs)) > 1:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(x) for x in xs])
+    ax.set_xlabel(f"{axis} ({'hidden layers' if axis == 'depth' else 'units per layer'})")
+    ax.set_ylabel(ACC_LABEL)
+    if fixed:
+        ax.set_title(fixed, loc="left")
+    ax.legend(loc="best")
+    return _finish(fig, outcomes, extra)
+
+
+def gradient_norms(result: Mapping[str, Any], floor: float, outcomes: Iterable[Any] = (),
+                   extra: str = "") -> plt.Figure:
+    """Mean squared gradient norm per epoch of each tracked layer, plain and residual, on a log axis.
+
+    A log axis cannot show zero: exact zeros are drawn at `floor` (dotted line) with open markers.
+    """
+    apply_style()
+    runs = sorted(result["runs"], key=lambda run: bool(run["arch"]["residual"]))
+    layers = [int(layer) for layer in result["layers"]]
+    colors = series_colors(len(layers))
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.6 * len(runs), 4.2), sharey=True, squeeze=False)
+    for ax, run in zip(axes[0], runs):
+        for color, layer in zip(colors, layers):
+            values = np.array([np.nan if v is None else float(v) for v in run["grad_norms"][str(layer)]])
+            epochs = _epochs(values)
+            zero = values == 0
+            shown = np.where(zero, floor, values)
+            ax.plot(epochs, shown, color=color, marker="o", markersize=3.5, label=f"layer {layer}")
+            if zero.any():
+                ax.plot(epochs[zero], shown[zero], linestyle="none", marker="o", markersize=6,
+                        markerfacecolor="white", markeredgecolor=color)
+        ax.axhline(floor, color="0.4", linestyle=":", linewidth=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(run["label"], loc="left")
+        _integer_epochs(ax)
+    axes[0, 0].set_ylabel("mean squared gradient norm ‖∇W‖²")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    handles.append(Line2D([], [], color="0.4", linestyle=":", marker="o", markerfacecolor="white",
+                          markeredgecolor="0.4"))
+    names.append("exactly zero (drawn at the floor)")
+    axes[0, -1].legend(handles, names, loc="best")
+    return _finish(fig, outcomes, extra)
