@@ -20,26 +20,23 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ex4.models.mlp import sine_features
 from ex4.train.mlp_engine import RunSpec, batch_sizes, initial_model
 
 EVAL_BATCH_SIZE = 1024
 
 
 class CitiesDataset(Dataset):
-    def __init__(self, x, y, implicit: bool = False):
+    """(long, lat) -> country; the sine representation, when used, is part of the model (`MLP.features`)."""
+
+    def __init__(self, x, y):
         self.features = torch.as_tensor(x, dtype=torch.float32)
         self.labels = torch.as_tensor(y, dtype=torch.int64)
-        self.implicit = implicit
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index):
-        features = self.features[index]
-        if self.implicit:  # the skeleton applies the sine representation per sample, in the dataset
-            features = sine_features(features[None])[0]
-        return features, self.labels[index]
+        return self.features[index], self.labels[index]
 
 
 class SeededBatches(Sampler):
@@ -87,8 +84,7 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module) -> tupl
 def train_reference(spec: RunSpec, data: dict, seed: int, epochs: int | None = None) -> ReferenceResult:
     """Train one run the textbook way. `data` maps split -> (x, y); `epochs` overrides spec.epochs (timing)."""
     epochs = spec.epochs if epochs is None else epochs
-    implicit = spec.arch.implicit
-    datasets = {split: CitiesDataset(x, y, implicit) for split, (x, y) in data.items()}
+    datasets = {split: CitiesDataset(x, y) for split, (x, y) in data.items()}
     n_train = len(datasets["train"])
     train_loader = DataLoader(datasets["train"],
                               batch_sampler=SeededBatches(n_train, spec.batch_size, spec.arch.batch_norm, seed))

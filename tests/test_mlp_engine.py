@@ -19,6 +19,15 @@ from ex4.train.mlp_engine import (BatchedMLP, RunSpec, Splits, batch_sizes, init
 N_CLASSES = 5
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and lose a lot when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def voronoi(n, generator):
     """Stand-in cities: uniform points in a Europe-sized box, labelled by the nearest of N_CLASSES centres."""
     scale, offset = torch.tensor([40.0, 30.0]), torch.tensor([-10.0, 35.0])
@@ -181,7 +190,8 @@ def test_a_diverging_run_is_recorded_and_the_others_carry_on(splits):
     assert all(value is None for value in wild.final.values())
     alone = train_runs(specs[:1], splits, seed=3, compile_steps=False, progress=False)[0]
     assert not sane.diverged and sane.diverged_epoch is None
-    assert sane.history == pytest.approx(alone.history)
+    for name, values in alone.history.items():
+        assert sane.history[name] == pytest.approx(values, rel=1e-5)
 
 
 def test_diverging_alone_stops_early_with_full_length_history(splits):

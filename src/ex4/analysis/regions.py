@@ -62,7 +62,7 @@ def _packed_patterns(preactivations: list[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def count_activation_regions(model: MLP, extent: Sequence[float], grid: int, chunk: int = 1 << 14) -> int:
+def count_activation_regions(model: MLP, extent: Sequence[float], grid: int, chunk: int = 1 << 12) -> int:
     """Distinct ReLU activation patterns over a grid x grid mesh of `extent` (eval mode, streamed in chunks)."""
     was_training = model.training
     model.eval()
@@ -80,17 +80,19 @@ def count_activation_regions(model: MLP, extent: Sequence[float], grid: int, chu
 
 
 @torch.no_grad()
-def class_grid(model: MLP, extent: Sequence[float], grid: int) -> torch.Tensor:
-    """Predicted class of every mesh point, [grid (lat), grid (long)], in one eval-mode forward pass."""
+def class_grid(model: MLP, extent: Sequence[float], grid: int, chunk: int = 1 << 15) -> torch.Tensor:
+    """Predicted class of every mesh point, [grid (lat), grid (long)], eval mode, a few large forward passes."""
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
-        logits = model(grid_points(extent, grid).to(device))
-        labels = logits.argmax(dim=1).reshape(grid, grid).cpu()
+        points = grid_points(extent, grid)
+        labels = torch.cat([model(points[start:start + chunk].to(device)).argmax(dim=1).cpu()
+                            for start in range(0, points.shape[0], chunk)])
     finally:
         model.train(was_training)
-    return labels.to(torch.uint8 if int(logits.shape[1]) <= 256 else torch.int16)
+    dtype = torch.uint8 if model.arch.n_classes <= 256 else torch.int16
+    return labels.reshape(grid, grid).to(dtype)
 
 
 def data_extent(*coordinates: torch.Tensor) -> list[float]:

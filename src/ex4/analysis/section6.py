@@ -36,6 +36,11 @@ def _finite(value: Any) -> bool:
     return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def signed_pp(value: float) -> str:
+    """fmt.pp without a "-0.0 pp" for differences that round to zero."""
+    return fmt.pp(0.0 if abs(value) < 5e-4 else value)
+
+
 def runs_by_label(result: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {run["label"]: run for run in result["runs"]}
 
@@ -143,6 +148,15 @@ class LearningRateFacts:
         return text + (f"; yet even that is not below the {fmt.num(self.baseline_loss)} of a model that knows only "
                        "how common each country is, so no rate learned much in this many epochs.")
 
+    def others_sentence(self) -> str:
+        """The rates besides the best one that also ended below the baseline."""
+        others = [run for run in self.runs if run.verdict == "learned" and run is not self.best]
+        if not others:
+            return ""
+        described = fmt.listing(f"lr = {fmt.lr(run.lr)} ({fmt.num(run.final_val_loss)})" for run in others)
+        verb = "ends" if len(others) == 1 else "end"
+        return f"Below the baseline as well, though higher, {verb} {described}."
+
     def failure_sentence(self) -> str:
         parts = []
         for above, word in ((True, "too large"), (False, "too small")):
@@ -225,6 +239,21 @@ class LongRunFacts:
     val_loss_rise_from_best: float
     val_acc_spread_in_window: float  # max - min validation accuracy over the window
     verdict: str  # "overfits" | "still improving" | "converged" | "diverged"
+    baseline_loss: float | None = None  # `prior_loss`, when the chapter gives it
+
+    def baseline_sentence(self) -> str:
+        loss = self.final["val_loss"]
+        if self.baseline_loss is None or loss is None:
+            return ""
+        if abs(loss - self.baseline_loss) <= 0.03 * self.baseline_loss:
+            return (f"Its validation loss, {fmt.num(loss)}, is still within a few percent of the "
+                    f"{fmt.num(self.baseline_loss)} of predicting the class frequencies alone: so far the network has "
+                    "learned little beyond how common each country is.")
+        if loss < self.baseline_loss:
+            return (f"Its validation loss, {fmt.num(loss)}, is well below the {fmt.num(self.baseline_loss)} of "
+                    "predicting the class frequencies alone, so it has learned where countries lie.")
+        return (f"Its validation loss, {fmt.num(loss)}, is still above the {fmt.num(self.baseline_loss)} of "
+                "predicting the class frequencies alone.")
 
     @property
     def gap_acc(self) -> float:
@@ -235,7 +264,7 @@ class LongRunFacts:
         return (self.final["val_loss"] or 0.0) - (self.final["train_loss"] or 0.0)
 
     def verdict_sentence(self) -> str:
-        gap = (f"training accuracy minus validation accuracy is {fmt.pp(self.gap_acc)}, and the validation loss "
+        gap = (f"training accuracy minus validation accuracy is {signed_pp(self.gap_acc)}, and the validation loss "
                f"ends {fmt.num(abs(self.gap_loss))} {'above' if self.gap_loss >= 0 else 'below'} the training loss")
         if self.verdict == "diverged":
             return f"The run diverged; its last finite values say {gap}."
@@ -254,13 +283,15 @@ class LongRunFacts:
     def wobble_sentence(self) -> str:
         if not self.window:
             return ""
+        if self.val_acc_spread_in_window < 5e-4:
+            return f"The validation accuracy did not move over the last {fmt.num(self.window + 1)} epochs."
         return (f"Over the last {fmt.num(self.window + 1)} epochs the validation accuracy moved within a band of "
                 f"{fmt.pp(self.val_acc_spread_in_window).lstrip('+')} while the validation loss changed by "
                 f"{fmt.num(abs(self.val_loss_drop_in_window))}: accuracy counts only which side of a decision boundary "
                 "a city falls on, so cities close to a border can flip between epochs while the loss barely moves.")
 
 
-def long_run_facts(run: Mapping[str, Any]) -> LongRunFacts:
+def long_run_facts(run: Mapping[str, Any], baseline_loss: float | None = None) -> LongRunFacts:
     val_loss = finite_history(run, "val_loss")
     train_loss = finite_history(run, "train_loss")
     val_acc = finite_history(run, "val_acc")
@@ -281,7 +312,7 @@ def long_run_facts(run: Mapping[str, Any]) -> LongRunFacts:
     else:
         verdict = "converged"
     return LongRunFacts(epochs, last_metrics(run), bool(run["diverged"]), best_index + 1, window, drop, rise, spread,
-                        verdict)
+                        verdict, baseline_loss)
 
 
 # ---- 6.1: batch norm ---------------------------------------------------------------------------------------
@@ -311,7 +342,7 @@ class BatchNormFacts:
 
     def verdict_sentence(self) -> str:
         change = (f"validation accuracy {fmt.pct(self.without['val_acc'])} without it and "
-                  f"{fmt.pct(self.with_bn['val_acc'])} with it ({fmt.pp(self.acc_gain)}), validation loss "
+                  f"{fmt.pct(self.with_bn['val_acc'])} with it ({signed_pp(self.acc_gain)}), validation loss "
                   f"{fmt.num(self.without['val_loss'])} and {fmt.num(self.with_bn['val_loss'])}")
         if self.with_diverged or self.without_diverged:
             which = "with" if self.with_diverged else "without"
@@ -403,10 +434,9 @@ class BatchSizeFacts:
 
     def steps_sentence(self) -> str:
         most, fewest = self.most_steps, self.fewest_steps
-        return (f"Batch size {most.batch_size} took {fmt.num(most.total_steps)} optimisation steps in its "
-                f"{fmt.num(most.epochs)} epoch{'s' if most.epochs != 1 else ''}; batch size {fewest.batch_size} "
-                f"took {fmt.num(fewest.total_steps)} in {fmt.num(fewest.epochs)} "
-                f"— {fmt.num(self.step_ratio, 2)} times fewer, at the same learning rate.")
+        return (f"Batch size {most.batch_size} took {fmt.num(most.total_steps)} optimisation steps in "
+                f"{_epochs(most.epochs)}; batch size {fewest.batch_size} took {fmt.num(fewest.total_steps)} in "
+                f"{_epochs(fewest.epochs)} — {fmt.num(self.step_ratio, 2)} times fewer, at the same learning rate.")
 
     @property
     def tied_best(self) -> list[BatchSizeRow]:
@@ -434,6 +464,10 @@ class BatchSizeFacts:
                     "gradient estimate with less variance.")
         return ("The per-step loss is not uniformly steadier for larger batches here, though averaging over more "
                 "samples does lower the variance of each gradient estimate.")
+
+
+def _epochs(count: int) -> str:
+    return "a single epoch" if count == 1 else f"{fmt.num(count)} epochs"
 
 
 def step_noise(losses: np.ndarray, iterations_per_epoch: int) -> float | None:
@@ -843,7 +877,7 @@ class ImplicitFacts:
     def sentence(self) -> str:
         verb = "beat" if self.sine_wins else "did not beat"
         return (f"The sine features {verb} the raw coordinates: validation accuracy {fmt.pct(self.sine['val_acc'])} "
-                f"against {fmt.pct(self.raw['val_acc'])} ({fmt.pp(self.gain)}), test accuracy "
+                f"against {fmt.pct(self.raw['val_acc'])} ({signed_pp(self.gain)}), test accuracy "
                 f"{fmt.pct(self.sine['test_acc'])} against {fmt.pct(self.raw['test_acc'])}.")
 
 

@@ -125,26 +125,43 @@ def _regions_and_grid(result: RunResult, extent: list[float], grid: int, with_cl
 # ---- the experiments -------------------------------------------------------------------------------------------
 
 
+def _extra_rates(p: dict[str, Any]) -> list[float]:
+    main = {float(lr) for lr in p["mlp_learning_rates"]}
+    return [float(lr) for lr in p["mlp_extra_learning_rates"] if float(lr) not in main]
+
+
+def lr_specs(p: dict[str, Any], n_classes: int) -> list[RunSpec]:
+    arch = base_arch(p, n_classes)
+    rates = [float(lr) for lr in p["mlp_learning_rates"]] + _extra_rates(p)
+    return [base_spec(p, f"lr={lr:g}", arch, p["mlp_epochs"], lr=lr) for lr in rates]
+
+
 def compute_lr(ctx: Context) -> tuple[dict, dict]:
     """Base setting at each learning rate. Runs carry `"extra": true` for the extra rates (drawn dashed)."""
     p = ctx.params
     splits, header = load_splits(ctx)
-    arch = base_arch(p, splits.n_classes)
-    rates = [(float(lr), False) for lr in p["mlp_learning_rates"]]
-    rates += [(float(lr), True) for lr in p["mlp_extra_learning_rates"] if float(lr) not in {r for r, _ in rates}]
-    specs = [base_spec(p, f"lr={lr:g}", arch, p["mlp_epochs"], lr=lr) for lr, _ in rates]
+    specs = lr_specs(p, splits.n_classes)
     results = _train(specs, splits, p, "mlp-lr")
-    runs = [run_entry(result, extra=extra) for result, (_, extra) in zip(results, rates)]
+    extra = set(_extra_rates(p))
+    runs = [run_entry(result, extra=result.spec.lr in extra) for result in results]
     return {"experiment": "mlp-lr", **header, "runs": runs}, {}
+
+
+def epochs_specs(p: dict[str, Any], n_classes: int) -> list[RunSpec]:
+    return [base_spec(p, "base", base_arch(p, n_classes), p["mlp_long_epochs"])]
 
 
 def compute_epochs(ctx: Context) -> tuple[dict, dict]:
     """The base setting for `mlp_long_epochs` epochs: train/val/test loss and accuracy per epoch."""
     p = ctx.params
     splits, header = load_splits(ctx)
-    spec = base_spec(p, "base", base_arch(p, splits.n_classes), p["mlp_long_epochs"])
-    (result,) = _train([spec], splits, p, "mlp-epochs")
+    (result,) = _train(epochs_specs(p, splits.n_classes), splits, p, "mlp-epochs")
     return {"experiment": "mlp-epochs", **header, "runs": [run_entry(result)]}, {}
+
+
+def batchnorm_specs(p: dict[str, Any], n_classes: int) -> list[RunSpec]:
+    return [base_spec(p, label, base_arch(p, n_classes, batch_norm=flag), p["mlp_long_epochs"])
+            for label, flag in (("without batch norm", False), ("with batch norm", True))]
 
 
 def compute_batchnorm(ctx: Context) -> tuple[dict, dict]:
@@ -152,10 +169,14 @@ def compute_batchnorm(ctx: Context) -> tuple[dict, dict]:
     p = ctx.params
     check_batch_norm_batch(True, p["mlp_batch_size"], "mlp_batch_size")
     splits, header = load_splits(ctx)
-    specs = [base_spec(p, label, base_arch(p, splits.n_classes, batch_norm=flag), p["mlp_long_epochs"])
-             for label, flag in (("without batch norm", False), ("with batch norm", True))]
-    results = _train(specs, splits, p, "mlp-batchnorm")
+    results = _train(batchnorm_specs(p, splits.n_classes), splits, p, "mlp-batchnorm")
     return {"experiment": "mlp-batchnorm", **header, "runs": [run_entry(r) for r in results]}, {}
+
+
+def batch_size_specs(p: dict[str, Any], n_classes: int) -> list[RunSpec]:
+    arch = base_arch(p, n_classes)
+    return [base_spec(p, f"batch {size}", arch, epochs, batch_size=size, record_step_losses=True)
+            for size, epochs in zip(p["mlp_batch_sizes"], p["mlp_epochs_per_batch_size"])]
 
 
 def compute_batch_size(ctx: Context) -> tuple[dict, dict]:
@@ -167,10 +188,7 @@ def compute_batch_size(ctx: Context) -> tuple[dict, dict]:
     for size in p["mlp_batch_sizes"]:
         check_batch_norm_batch(p["mlp_batch_norm"], size, "mlp_batch_sizes")
     splits, header = load_splits(ctx)
-    arch = base_arch(p, splits.n_classes)
-    specs = [base_spec(p, f"batch {size}", arch, epochs, batch_size=size, record_step_losses=True)
-             for size, epochs in zip(p["mlp_batch_sizes"], p["mlp_epochs_per_batch_size"])]
-    results = _train(specs, splits, p, "mlp-batch-size")
+    results = _train(batch_size_specs(p, splits.n_classes), splits, p, "mlp-batch-size")
     runs = [run_entry(r, steps=r.iterations_per_epoch * r.spec.epochs) for r in results]
     tensors = {"step_losses": {r.spec.label: r.step_losses.to(torch.float32) for r in results}}
     return {"experiment": "mlp-batch-size", **header, "runs": runs}, tensors
@@ -179,6 +197,13 @@ def compute_batch_size(ctx: Context) -> tuple[dict, dict]:
 def _accuracy_key(run: dict[str, Any]) -> float:
     value = run["final"]["val_acc"]
     return -1.0 if value is None else value
+
+
+def shapes_specs(p: dict[str, Any], n_classes: int) -> list[RunSpec]:
+    return [base_spec(p, f"{depth}x{width}", Architecture(depth, width, n_classes,
+                                                          batch_norm=p["mlp_shapes_batch_norm"]),
+                      p["mlp_shapes_epochs"], batch_size=p["mlp_shapes_batch_size"])
+            for depth, width in p["mlp_shapes"]]
 
 
 def compute_shapes(ctx: Context) -> tuple[dict, dict]:
@@ -192,11 +217,7 @@ def compute_shapes(ctx: Context) -> tuple[dict, dict]:
     p = ctx.params
     check_batch_norm_batch(p["mlp_shapes_batch_norm"], p["mlp_shapes_batch_size"], "mlp_shapes_batch_size")
     splits, header = load_splits(ctx)
-    specs = [base_spec(p, f"{depth}x{width}",
-                       Architecture(depth, width, splits.n_classes, batch_norm=p["mlp_shapes_batch_norm"]),
-                       p["mlp_shapes_epochs"], batch_size=p["mlp_shapes_batch_size"])
-             for depth, width in p["mlp_shapes"]]
-    results = _train(specs, splits, p, "mlp-shapes")
+    results = _train(shapes_specs(p, splits.n_classes), splits, p, "mlp-shapes")
     extent, grid = _extent(splits), int(p["mlp_region_grid"])
     runs = [run_entry(r) for r in results]
     ranked = sorted(range(len(runs)), key=lambda i: _accuracy_key(runs[i]))
@@ -218,6 +239,14 @@ def compute_shapes(ctx: Context) -> tuple[dict, dict]:
     return out, tensors
 
 
+def gradients_specs(p: dict[str, Any], n_classes: int) -> list[RunSpec]:
+    layers = tuple(int(layer) for layer in p["mlp_gradient_layers"])
+    return [base_spec(p, label, Architecture(p["mlp_gradient_depth"], p["mlp_gradient_width"], n_classes,
+                                             batch_norm=False, residual=residual),
+                      p["mlp_gradient_epochs"], track_layers=layers)
+            for label, residual in (("plain", False), ("residual", True))]
+
+
 def compute_gradients(ctx: Context) -> tuple[dict, dict]:
     """A `mlp_gradient_depth` x `mlp_gradient_width` network without batch norm, plain and with residual
     connections, at the base learning rate, optimizer and batch size.
@@ -227,13 +256,15 @@ def compute_gradients(ctx: Context) -> tuple[dict, dict]:
     p = ctx.params
     splits, header = load_splits(ctx)
     layers = tuple(int(layer) for layer in p["mlp_gradient_layers"])
-    specs = [base_spec(p, label, Architecture(p["mlp_gradient_depth"], p["mlp_gradient_width"], splits.n_classes,
-                                              batch_norm=False, residual=residual),
-                       p["mlp_gradient_epochs"], track_layers=layers)
-             for label, residual in (("plain", False), ("residual", True))]
-    results = _train(specs, splits, p, "mlp-gradients")
+    results = _train(gradients_specs(p, splits.n_classes), splits, p, "mlp-gradients")
     runs = [run_entry(r, grad_norms={str(layer): r.grad_norms[layer] for layer in layers}) for r in results]
     return {"experiment": "mlp-gradients", **header, "runs": runs, "layers": list(layers)}, {}
+
+
+def implicit_specs(p: dict[str, Any], n_classes: int) -> list[RunSpec]:
+    return [base_spec(p, label, base_arch(p, n_classes, batch_norm=p["mlp_shapes_batch_norm"], implicit=implicit),
+                      p["mlp_shapes_epochs"], batch_size=p["mlp_shapes_batch_size"])
+            for label, implicit in (("raw coordinates", False), ("sine features", True))]
 
 
 def compute_implicit(ctx: Context) -> tuple[dict, dict]:
@@ -246,11 +277,7 @@ def compute_implicit(ctx: Context) -> tuple[dict, dict]:
     p = ctx.params
     check_batch_norm_batch(p["mlp_shapes_batch_norm"], p["mlp_shapes_batch_size"], "mlp_shapes_batch_size")
     splits, header = load_splits(ctx)
-    specs = [base_spec(p, label, base_arch(p, splits.n_classes, batch_norm=p["mlp_shapes_batch_norm"],
-                                           implicit=implicit),
-                       p["mlp_shapes_epochs"], batch_size=p["mlp_shapes_batch_size"])
-             for label, implicit in (("raw coordinates", False), ("sine features", True))]
-    results = _train(specs, splits, p, "mlp-implicit")
+    results = _train(implicit_specs(p, splits.n_classes), splits, p, "mlp-implicit")
     extent, grid = _extent(splits), int(p["mlp_region_grid"])
     runs, grids = [], {}
     for result in results:
@@ -285,3 +312,8 @@ EXPERIMENTS = [
     Experiment("mlp-implicit", "sine features vs raw coordinates", "europe",
                (*SHAPES, "mlp_depth", "mlp_width"), CODE, compute_implicit),
 ]
+
+# the runs each experiment trains, for the benchmark (same builders the compute functions use)
+RUN_SPECS = {"mlp-lr": lr_specs, "mlp-epochs": epochs_specs, "mlp-batchnorm": batchnorm_specs,
+             "mlp-batch-size": batch_size_specs, "mlp-shapes": shapes_specs, "mlp-gradients": gradients_specs,
+             "mlp-implicit": implicit_specs}

@@ -56,7 +56,7 @@ def learning_rate_curves(result: Mapping[str, Any], baseline_loss: float | None 
     apply_style()
     runs = sorted(result["runs"], key=lambda run: -float(run["params"]["lr"]))
     colors = series_colors(len(runs))
-    fig, ax = plt.subplots(figsize=(7.4, 4.4))
+    fig, ax = plt.subplots(figsize=(8.4, 4.2))
     steady = [v for run in runs if not run["diverged"] for v in finite_history(run, "val_loss")]
     top = max(steady) * 1.08 if steady else None
     for color, run in zip(colors, runs):
@@ -82,7 +82,7 @@ def learning_rate_curves(result: Mapping[str, Any], baseline_loss: float | None 
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation loss (cross-entropy)")
     _integer_epochs(ax)
-    ax.legend(loc="best", frameon=True)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _finish(fig, outcomes, extra)
 
 

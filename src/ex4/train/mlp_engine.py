@@ -27,6 +27,7 @@ import contextlib
 import logging
 import math
 import os
+import time
 import types
 import warnings
 from dataclasses import dataclass, field
@@ -84,6 +85,8 @@ class RunResult:
     state_dict: dict[str, torch.Tensor]  # the trained model as an `ex4.models.mlp.MLP` state dict (CPU)
     step_losses: torch.Tensor | None = None  # float32 [epochs * iterations_per_epoch], when requested
     grad_norms: dict[int, list[float | None]] = field(default_factory=dict)
+    epoch_seconds: list[float] = field(default_factory=list)  # wall time of each epoch of its group
+    compile_seconds: float = 0.0  # of which spent compiling (first compiled call), 0 when eager
 
     @property
     def final(self) -> dict[str, float | None]:
@@ -351,6 +354,8 @@ class _Group:
         self.track_layers = sorted({layer for spec in specs for layer in spec.track_layers})
         self.track_index = [self.model.weight_index(layer) for layer in self.track_layers]
         self.compiled = self._compile() if compile_steps else None
+        self.compile_seconds = 0.0
+        self.compiled_once = False
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """[n, n_in] when every run sees the same features, else [R, n, n_in] (raw runs zero-padded)."""
@@ -410,9 +415,14 @@ class _Group:
         if self.compiled is not None and x.shape[-2] == self.batch_size:
             model = self.model
             try:
+                started = time.perf_counter()
                 with _quiet_compiler():
-                    return self.compiled(model.params, x, y, model.running_mean, model.running_var,
-                                         self.optimizer.neg_lr[0])
+                    out = self.compiled(model.params, x, y, model.running_mean, model.running_var,
+                                        self.optimizer.neg_lr[0])
+                if not self.compiled_once:
+                    self.compiled_once = True
+                    self.compile_seconds = time.perf_counter() - started
+                return out
             except Exception as error:  # no C++ compiler, unsupported backend...: fall back to eager
                 warnings.warn(f"torch.compile unavailable, training eagerly ({type(error).__name__}: {error})")
                 self.compiled = None
@@ -447,7 +457,9 @@ class _Group:
         grad_norms = {layer: [[] for _ in range(runs)] for layer in self.track_layers}
         diverged_at: list[int | None] = [None] * runs
         record_steps = any(spec.record_step_losses for spec in self.specs)
+        epoch_seconds: list[float] = []
         for epoch in range(1, self.epochs + 1):
+            started = time.perf_counter()
             order = torch.randperm(n, generator=self.generator).to(self.device)
             xs = x_train.index_select(x_train.dim() - 2, order).split(sizes, dim=x_train.dim() - 2)
             ys = y_train.index_select(0, order).split(sizes)
@@ -469,6 +481,7 @@ class _Group:
             for split in ("val", "test"):
                 metrics[f"{split}_loss"], metrics[f"{split}_acc"] = self.evaluate(split)
             host = {name: value.cpu().tolist() for name, value in metrics.items()}  # the one sync of the epoch
+            epoch_seconds.append(time.perf_counter() - started)
             if record_steps:
                 step_losses.append(epoch_losses.cpu())
             if norms:
@@ -507,6 +520,8 @@ class _Group:
                 state_dict=self.model.state_dict(run),
                 step_losses=per_step[:, run].contiguous() if per_step is not None and spec.record_step_losses else None,
                 grad_norms={layer: grad_norms[layer][run] for layer in spec.track_layers},
+                epoch_seconds=list(epoch_seconds),
+                compile_seconds=self.compile_seconds,
             ))
         return results
 
@@ -522,12 +537,17 @@ def initial_model(arch: Architecture, seed: int) -> MLP:
         return MLP(arch)
 
 
-def use_all_cores() -> None:
-    torch.set_num_threads(os.cpu_count() or 1)
+def training_threads() -> int:
+    """Intra-op threads while training: 1 unless EX4_TRAIN_THREADS says otherwise.
+
+    Every tensor here is tiny, so splitting an op across threads saves nothing, and when other processes share
+    the cores each split op waits for a descheduled thread: on the 2-core build machine, 2 threads made an
+    epoch of `mlp-lr` 50-250x slower than 1 thread (0.23 s vs 12-58 s, with other jobs running)."""
+    return max(1, int(os.environ.get("EX4_TRAIN_THREADS", "1")))
 
 
 def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_steps: bool | None = None,
-               progress: bool | str = True) -> list[RunResult]:
+               progress: bool | str = True, threads: int | None = None) -> list[RunResult]:
     """Train every run; results come back in the order of `specs`.
 
     Runs are grouped by `RunSpec.group_key()`; each group draws its batch order from its own generator
@@ -553,34 +573,47 @@ def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_s
                       * specs[members[0]].epochs for members in groups.values())
     bar = _progress_bar(total_steps, progress)
     results: list[RunResult | None] = [None] * len(specs)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or training_threads())
     try:
         for members in groups.values():
             group_specs = [specs[i] for i in members]
             models = [initial_model(spec.arch, seed) for spec in group_specs]
-            compile_now = should_compile(group_specs[0], n_train, splits.device) if compile_steps is None else compile_steps
+            compile_now = should_compile(group_specs[0], n_train) if compile_steps is None else compile_steps
             group = _Group(group_specs, models, splits, seed, compile_now)
             if bar is not None:
                 bar.set_description(_describe(group_specs), refresh=False)
             for index, result in zip(members, group.train(bar.update if bar is not None else None)):
                 results[index] = result
     finally:
+        torch.set_num_threads(previous_threads)
         if bar is not None:
             bar.close()
     return results  # type: ignore[return-value]
 
 
-COMPILE_MIN_STEPS = 10_000
-COMPILE_MAX_DEPTH = 16
+COMPILE_SMALL_BATCH = 32  # at most this many rows a step: Python overhead dominates the arithmetic
+COMPILE_MIN_STEPS = 20_000  # enough steps to pay for compiling
+COMPILE_MAX_DEPTH = 16  # compile time grows with depth
 
 
-def should_compile(spec: RunSpec, n_train: int, device: torch.device) -> bool:
-    """Compile where it pays: a compiled step is 2-4x faster than eager on these small layers, but compiling
-    costs a few seconds per architecture and batch size (less when inductor's on-disk cache has it), and
-    grows with depth. So: plain SGD, at least COMPILE_MIN_STEPS steps, depth at most COMPILE_MAX_DEPTH.
-    EX4_COMPILE=0 turns it off."""
+def should_compile(spec: RunSpec, n_train: int) -> bool:
+    """Whether a group's full-batch step is compiled, from EX4_COMPILE: "0" never; "1" (default) only for
+    plain SGD on small batches (<= COMPILE_SMALL_BATCH rows) for >= COMPILE_MIN_STEPS steps; "all" for
+    every SGD group of >= 10,000 steps and depth <= COMPILE_MAX_DEPTH.
+
+    Measured on the 2-core build machine (per step, eager -> compiled): batch 1 240 -> 70-85 us, batch 16
+    260 -> 105-125 us, batch 128 with batch norm 520 -> 165-200 us, batch 256 320 -> 180 us. But compiling
+    costs 1-2 s per architecture and batch size with a warm inductor cache and 5-10 s cold, and loading the
+    compiler adds ~270 MB to the process (import torch alone is ~610 MB here). So by default only the
+    long small-batch runs (the batch-1 and batch-16 runs of `mlp-batch-size`) are compiled."""
+    mode = os.environ.get("EX4_COMPILE", "1").strip().lower()
+    if mode in ("0", "off", "false", "no") or spec.optimizer != "sgd" or spec.arch.depth > COMPILE_MAX_DEPTH:
+        return False
     steps = math.ceil(n_train / spec.batch_size) * spec.epochs
-    return (steps >= COMPILE_MIN_STEPS and spec.arch.depth <= COMPILE_MAX_DEPTH and spec.optimizer == "sgd"
-            and os.environ.get("EX4_COMPILE", "1") != "0")
+    if mode == "all":
+        return steps >= 10_000
+    return spec.batch_size <= COMPILE_SMALL_BATCH and steps >= COMPILE_MIN_STEPS
 
 
 @contextlib.contextmanager

@@ -1,0 +1,159 @@
+"""Section 6 speed: the ex4 engine against the textbook training loop, same data and settings, one process.
+
+    python benchmarks/mlp.py [--europe-dir DIR] [--reference-epochs K | --full-reference] [--repeats N]
+
+1. ex4: every Section 6 experiment at the course settings (`params.resolve()` defaults) through
+   `ex4.experiments.run` into a throw-away store, so each is computed, not read back. Times include
+   everything the experiment does (loading the data, training, region counts, decision grids). Peak RSS
+   is read after this phase, before the reference runs.
+2. reference (`benchmarks/reference_mlp.py`): every run of those experiments, one at a time. By default
+   each run is timed for its first K epochs (K = 3) and its time scaled linearly to its full length; its
+   validation accuracy after epoch K is compared with ex4's after the same epoch (both start from the same
+   weights and see the same batches). `--full-reference` trains every run to the end and compares final
+   accuracies (expect ~10 minutes).
+
+Both sides run with one intra-op thread (the engine always does, see `training_threads`); with two, the
+textbook loop slows down by up to two orders of magnitude when other processes share the cores, which
+would flatter the ratio. The last line printed is
+
+    section6 speedup: <X>x (reference <a> s, ex4 <b> s), max |delta val acc| <d> pp
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reference_mlp import train_reference  # noqa: E402
+
+from ex4 import params  # noqa: E402
+from ex4.data import resolve_europe_dir  # noqa: E402
+from ex4.data.europe import load_europe  # noqa: E402
+from ex4.experiments import run  # noqa: E402
+from ex4.experiments.section6 import RUN_SPECS  # noqa: E402
+from ex4.store import Store  # noqa: E402
+from ex4.train.mlp_engine import Splits, train_runs  # noqa: E402
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def time_ex4(values: dict, repeats: int) -> tuple[dict[str, float], dict[str, dict]]:
+    """Median wall time of each experiment over `repeats` fresh computations, and the results of the last."""
+    seconds: dict[str, list[float]] = {name: [] for name in RUN_SPECS}
+    results: dict[str, dict] = {}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="ex4-bench-") as folder:
+            store = Store(folder)
+            for name in RUN_SPECS:
+                started = time.perf_counter()
+                outcome = run(name, values, store=store)
+                seconds[name].append(time.perf_counter() - started)
+                assert not outcome.hit
+                results[name] = outcome.result
+                print(f"  ex4 {name:15s} {seconds[name][-1]:7.2f} s", file=sys.stderr, flush=True)
+    return {name: statistics.median(times) for name, times in seconds.items()}, results
+
+
+def accuracy_at(history: list, epoch: int) -> float:
+    value = history[epoch - 1] if epoch <= len(history) else None
+    return math.nan if value is None else float(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--europe-dir", default=None, help="course-format data folder (default: bundled)")
+    parser.add_argument("--reference-epochs", type=int, default=3, help="epochs timed per reference run")
+    parser.add_argument("--full-reference", action="store_true", help="train every reference run to the end")
+    parser.add_argument("--repeats", type=int, default=1, help="ex4 repeats (median)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    folder = resolve_europe_dir(args.europe_dir)
+    values = params.resolve(("benchmark", {"europe_dir": str(folder)}))
+    data = load_europe(folder)
+    arrays = {split: (part.x, part.y) for split, part in data.splits().items()}
+    seed = values["seed"]
+    print(f"data: {folder} ({len(data.train.y)} train, {len(data.val.y)} val, {len(data.test.y)} test rows, "
+          f"{data.n_classes} classes); torch {torch.__version__}, {os.cpu_count()} cores, "
+          f"EX4_COMPILE={os.environ.get('EX4_COMPILE', '1')}")
+
+    # ---- ex4 ------------------------------------------------------------------------------------------------
+    ex4_seconds, results = time_ex4(values, args.repeats)
+    ex4_rss = peak_rss_mib()
+
+    batch1 = [spec for spec in RUN_SPECS["mlp-batch-size"](values, data.n_classes) if spec.batch_size == 1]
+    ex4_batch1 = None
+    if batch1:
+        spec = batch1[0]
+        one_epoch = type(spec)(**{**spec.__dict__, "epochs": 1, "record_step_losses": False})
+        result = train_runs([one_epoch], Splits.from_arrays(arrays, data.n_classes), seed, progress=False)[0]
+        ex4_batch1 = (result.epoch_seconds[0], result.compile_seconds)
+
+    # ---- reference ----------------------------------------------------------------------------------------------
+    rows = []
+    reference_batch1 = None
+    worst_delta = 0.0
+    for name in RUN_SPECS:
+        specs = RUN_SPECS[name](values, data.n_classes)
+        ex4_runs = {entry["label"]: entry for entry in results[name]["runs"]}
+        reference_total, deltas, timed = 0.0, [], []
+        for spec in specs:
+            epochs = spec.epochs if args.full_reference else min(spec.epochs, args.reference_epochs)
+            reference = train_reference(spec, arrays, seed, epochs=epochs)
+            reference_total += reference.seconds * spec.epochs / epochs
+            timed.append(f"{epochs}/{spec.epochs}")
+            ours = accuracy_at(ex4_runs[spec.label]["history"]["val_acc"], epochs)
+            theirs = reference.history["val_acc"][-1]
+            theirs = math.nan if not math.isfinite(reference.history["val_loss"][-1]) else theirs
+            if math.isnan(ours) and math.isnan(theirs):
+                delta = 0.0  # both diverged
+            elif math.isnan(ours) or math.isnan(theirs):
+                delta = math.inf
+            else:
+                delta = abs(ours - theirs) * 100
+            deltas.append(delta)
+            if spec.batch_size == 1:
+                reference_batch1 = reference.epoch_seconds[0]
+            print(f"  reference {name:15s} {spec.label:20s} {reference.seconds:7.2f} s for {epochs} epoch(s), "
+                  f"val acc ex4 {ours:.4f} reference {theirs:.4f}", file=sys.stderr, flush=True)
+        worst_delta = max(worst_delta, max(deltas))
+        rows.append((name, len(specs), ex4_seconds[name], reference_total, max(deltas), ", ".join(sorted(set(timed)))))
+
+    # ---- report ----------------------------------------------------------------------------------------------
+    print(f"\n{'experiment':15s} {'runs':>4s} {'ex4 s':>8s} {'reference s':>12s} {'ratio':>7s} "
+          f"{'max|dAcc| pp':>13s}  reference epochs timed")
+    for name, count, ours, theirs, delta, timed in rows:
+        print(f"{name:15s} {count:4d} {ours:8.2f} {theirs:12.2f} {theirs / ours:6.1f}x {delta:13.2f}  {timed}")
+    ex4_total = sum(ex4_seconds.values())
+    reference_total = sum(row[3] for row in rows)
+    print(f"{'total':15s} {sum(row[1] for row in rows):4d} {ex4_total:8.2f} {reference_total:12.2f} "
+          f"{reference_total / ex4_total:6.1f}x")
+    if ex4_batch1 and reference_batch1:
+        epoch, compiling = ex4_batch1
+        print(f"batch-1 epoch: reference {reference_batch1:.2f} s, ex4 {epoch:.2f} s incl. {compiling:.2f} s "
+              f"compiling ({reference_batch1 / epoch:.1f}x; {reference_batch1 / max(epoch - compiling, 1e-9):.1f}x "
+              f"without compiling)")
+    print(f"peak RSS of the ex4 phase (whole process, after all of Section 6): {ex4_rss:.0f} MiB")
+    comparison = "final" if args.full_reference else f"after epoch min(E, {args.reference_epochs})"
+    print(f"accuracy compared {comparison}; reference time "
+          f"{'measured in full' if args.full_reference else 'scaled linearly from the epochs timed'}")
+    print(f"section6 speedup: {reference_total / ex4_total:.1f}x (reference {reference_total:.1f} s, "
+          f"ex4 {ex4_total:.1f} s), max |delta val acc| {worst_delta:.2f} pp")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
