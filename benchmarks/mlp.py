@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = values["seed"]
     print(f"data: {folder} ({len(data.train.y)} train, {len(data.val.y)} val, {len(data.test.y)} test rows, "
           f"{data.n_classes} classes); torch {torch.__version__}, {os.cpu_count()} cores, "
-          f"EX4_COMPILE={os.environ.get('EX4_COMPILE', '1')}")
+          f"EX4_COMPILE={os.environ.get('EX4_COMPILE', '0')}")
 
     # ---- ex4 ------------------------------------------------------------------------------------------------
     ex4_seconds, results = time_ex4(values, args.repeats)

@@ -97,9 +97,13 @@ def test_val_loss_still_falling_at_the_end_is_under_fitting():
     assert long_run.val_loss_drop_in_window > 0
 
 
-def test_a_flat_val_loss_is_converged():
+def test_a_flat_val_loss_is_converged_or_stuck_if_above_the_baseline():
     run = fake_run("base", {"val_loss": [3.0, 1.0, 1.0, 1.0, 1.0], "train_loss": [3.0, 1.0, 1.0, 1.0, 1.0]})
     assert facts.long_run_facts(run).verdict == "converged"
+    assert "levelled off" in facts.long_run_facts(run, baseline_loss=2.0).verdict_sentence()
+    stuck = facts.long_run_facts(run, baseline_loss=0.9)
+    assert stuck.stuck and "stuck rather than finished" in stuck.verdict_sentence()
+    assert stuck.baseline_sentence() == ""
 
 
 # ---- batch norm --------------------------------------------------------------------------------------------
@@ -257,3 +261,35 @@ def test_sine_features_that_lose_do_not_beat_raw_coordinates():
     sine = facts.implicit_facts(result)
     assert sine.gain == pytest.approx(-0.05) and not sine.sine_wins
     assert sine.sentence().startswith("The sine features did not beat")
+
+
+# ---- sentences added for the realistic cases ---------------------------------------------------------------
+
+
+def test_other_rates_below_the_baseline_are_named_besides_the_best():
+    rates = facts.learning_rate_facts(lr_result(), baseline_loss=2.2)
+    assert rates.others_sentence() == "Below the baseline as well, though higher, ends lr = 0.001 (2.1)."
+
+
+def test_a_long_run_stuck_at_the_baseline_says_it_learned_only_the_frequencies():
+    run = fake_run("base", {"val_loss": [2.9, 2.8, 2.75], "val_acc": [0.16, 0.16, 0.16]})
+    long_run = facts.long_run_facts(run, baseline_loss=2.74)
+    assert "learned little beyond how common each country is" in long_run.baseline_sentence()
+    assert long_run.wobble_sentence().startswith("The validation accuracy did not move")
+    assert "well below" in facts.long_run_facts(run, baseline_loss=3.5).baseline_sentence()
+    assert facts.long_run_facts(run).baseline_sentence() == ""
+
+
+def test_a_shape_is_called_over_fitting_only_when_its_validation_loss_turns_up():
+    result = fake_shapes_result()
+    worst = result["runs"][0]
+    worst["history"].update(train_acc=[0.40, 0.45], val_acc=[0.40, 0.42])  # a gap, but the loss keeps falling
+    grid = facts.shape_facts(result)
+    assert "does not over-fit" in grid.fit_sentence(grid.worst, "The worst")
+    assert "3.0 pp more accurate on its training data" in grid.fit_sentence(grid.worst, "The worst")
+    worst["history"].update(val_loss=[1.0, 0.8, 1.2], train_loss=[1.0, 0.8, 0.6],
+                            train_acc=[0.4, 0.45, 0.5], val_acc=[0.4, 0.42, 0.41], test_acc=[0.4, 0.4, 0.4],
+                            test_loss=[1.0, 1.0, 1.0])
+    worst["params"]["epochs"] = 3
+    grid = facts.shape_facts(result)
+    assert "it over-fits: its validation loss was lowest in epoch 2" in grid.fit_sentence(grid.worst, "The worst")

@@ -242,3 +242,21 @@ def test_compiled_steps_equal_eager_steps(splits):
     for one, two in zip(eager, compiled):
         torch.testing.assert_close(one.step_losses, two.step_losses, rtol=1e-5, atol=1e-5)
         assert one.iterations_per_epoch == two.iterations_per_epoch
+
+
+def test_width_one_layers_train_alone_and_batched(splits):
+    specs = [RunSpec("a", arch(3, 1), 0.05, 16, 1, record_step_losses=True),
+             RunSpec("b", arch(3, 1), 0.01, 16, 1, record_step_losses=True)]
+    for group in (specs[:1], specs):
+        for spec, result in zip(group, train_runs(group, splits, seed=0, compile_steps=False, progress=False)):
+            _, losses, _, _ = plain_training(spec, splits, seed=0)
+            torch.testing.assert_close(result.step_losses, losses, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("flags", [{}, {"batch_norm": True}, {"residual": True, "implicit": True}])
+def test_a_single_run_is_bit_identical_to_the_textbook_loop(splits, flags):
+    spec = RunSpec("one", arch(3, 6, **flags), 0.05, 16, 2, record_step_losses=True)
+    result = train_runs([spec], splits, seed=6, compile_steps=False, progress=False)[0]
+    model, losses, _, _ = plain_training(spec, splits, seed=6)
+    assert torch.equal(result.step_losses, losses)
+    assert all(torch.equal(result.state_dict[key], value) for key, value in model.state_dict().items())

@@ -130,8 +130,8 @@ class LearningRateFacts:
 
     def failed(self, above: bool) -> list[RateRun]:
         """Runs that diverged or stalled, above (or below) the best rate."""
-        if self.best is None:
-            return [run for run in self.runs if run.verdict != "learned"]
+        if self.best is None:  # nothing to compare with: list them once, as too large
+            return [run for run in self.runs if run.verdict != "learned"] if above else []
         return [run for run in self.runs if run.verdict != "learned" and (run.lr > self.best.lr) == above
                 and run is not self.best]
 
@@ -243,7 +243,7 @@ class LongRunFacts:
 
     def baseline_sentence(self) -> str:
         loss = self.final["val_loss"]
-        if self.baseline_loss is None or loss is None:
+        if self.baseline_loss is None or loss is None or self.stuck:
             return ""
         if abs(loss - self.baseline_loss) <= 0.03 * self.baseline_loss:
             return (f"Its validation loss, {fmt.num(loss)}, is still within a few percent of the "
@@ -276,16 +276,27 @@ class LongRunFacts:
             return (f"There is no sign of over-fitting — {gap} — and the validation loss still fell by "
                     f"{fmt.num(self.val_loss_drop_in_window)} over the last {fmt.num(self.window)} epochs: "
                     "the model under-fits, and more epochs or a larger step would still pay.")
+        if self.stuck:
+            return (f"The validation loss barely moved over the last {fmt.num(self.window)} epochs, yet at "
+                    f"{fmt.num(self.final['val_loss'])} it is no lower than the {fmt.num(self.baseline_loss)} of "
+                    f"predicting the class frequencies alone: the run is stuck rather than finished ({gap}).")
         return (f"The validation loss has levelled off (best in epoch {self.best_val_epoch}) and {gap}: "
                 "neither over- nor under-fitting shows.")
+
+    @property
+    def stuck(self) -> bool:
+        """Levelled off without getting below the class-frequency baseline."""
+        loss = self.final["val_loss"]
+        return (self.verdict == "converged" and self.baseline_loss is not None and loss is not None
+                and loss >= self.baseline_loss * (1 - LEARNED_MARGIN))
 
 
     def wobble_sentence(self) -> str:
         if not self.window:
             return ""
         if self.val_acc_spread_in_window < 5e-4:
-            return f"The validation accuracy did not move over the last {fmt.num(self.window + 1)} epochs."
-        return (f"Over the last {fmt.num(self.window + 1)} epochs the validation accuracy moved within a band of "
+            return f"The validation accuracy did not move over the last {fmt.num(self.window)} epochs."
+        return (f"Over the last {fmt.num(self.window)} epochs the validation accuracy moved within a band of "
                 f"{fmt.pp(self.val_acc_spread_in_window).lstrip('+')} while the validation loss changed by "
                 f"{fmt.num(abs(self.val_loss_drop_in_window))}: accuracy counts only which side of a decision boundary "
                 "a city falls on, so cities close to a border can flip between epochs while the loss barely moves.")
@@ -530,6 +541,7 @@ class ShapeRow:
     test_acc: float | None
     region_bound: int
     regions_counted: int
+    fit: LongRunFacts | None = None  # its curves read as in the long run: over-fitting, still improving, …
 
 
 @dataclass(frozen=True)
@@ -616,19 +628,25 @@ class ShapeFacts:
         })
 
     def fit_sentence(self, row: ShapeRow, subject: str) -> str:
-        """Over- or under-fitting of one model, read from its train–validation gap: '<subject> …'."""
-        if row.train_acc is None or row.val_acc is None:
+        """Over-fitting of one model, read from its curves (validation loss off its minimum while the training
+        loss falls), with its train–validation accuracy gap: '<subject> …'."""
+        if row.train_acc is None or row.val_acc is None or (row.fit and row.fit.verdict == "diverged"):
             return f"{subject} diverged."
         gap = row.train_acc - row.val_acc
-        if gap > 0.02:
-            return (f"{subject} is {fmt.pp(gap).lstrip('+')} more accurate on its training data than on the "
-                    "validation split: it has started to over-fit.")
-        if gap < -0.005:
-            return (f"{subject} is even {fmt.pp(-gap).lstrip('+')} more accurate on the validation split than on its "
-                    "training data (whose accuracy is averaged over the epoch in training mode), so it does not "
-                    "over-fit.")
-        return (f"{subject} is within {fmt.pp(abs(gap)).lstrip('+')} as accurate on the validation split as on its "
-                "training data: no over-fitting.")
+        if gap >= 5e-4:
+            spread = f"is {fmt.pp(gap).lstrip('+')} more accurate on its training data than on the validation split"
+        elif gap <= -5e-4:
+            spread = (f"is {fmt.pp(-gap).lstrip('+')} more accurate on the validation split than on its training "
+                      "data (whose accuracy is averaged over each epoch in training mode)")
+        else:
+            spread = "is as accurate on the validation split as on its training data"
+        if row.fit is not None and row.fit.verdict == "overfits":
+            return (f"{subject} {spread}, and it over-fits: its validation loss was lowest in epoch "
+                    f"{row.fit.best_val_epoch} and then rose by {fmt.num(row.fit.val_loss_rise_from_best)} while the "
+                    "training loss kept falling.")
+        state = ("its validation loss was still falling at the end" if row.fit is not None
+                 and row.fit.verdict == "still improving" else "its validation loss did not turn upwards")
+        return f"{subject} {spread}; {state}, so it does not over-fit."
 
     def capacity_sentence(self) -> str:
         """Whether the worst model is held back by capacity: it fits even its training data worse than the best."""
@@ -679,7 +697,8 @@ def shape_facts(result: Mapping[str, Any]) -> ShapeFacts:
         metrics = last_metrics(run)
         rows.append(ShapeRow(run["label"], int(run["params"]["depth"]), int(run["params"]["width"]),
                              parameter_count(run["arch"]), metrics["train_acc"], metrics["val_acc"],
-                             metrics["test_acc"], int(run["region_bound"]), int(run["regions_counted"])))
+                             metrics["test_acc"], int(run["region_bound"]), int(run["regions_counted"]),
+                             long_run_facts(run)))
     by_label = {row.label: row for row in rows}
 
     def trend(axis: str, labels: Sequence[str]) -> Trend:
@@ -791,8 +810,9 @@ class GradientFacts:
         layers = fmt.listing(str(layer) for layer in run.zero_layers)
         if run.dead:
             return ("In the plain network no gradient reaches any tracked layer — every one is exactly zero, the "
-                    "first layer's as well as the last's: the signal dies out in the forward pass, the ReLUs "
-                    "output only zeros, and nothing flows back.")
+                    "first layer's as well as the last's. That happens when a whole layer's ReLUs are off for every "
+                    "input: nothing passes that layer in either direction, so the layers below it never learn and "
+                    "the layers above it see a constant.")
         if run.vanished:
             text = (f"In the plain network the gradients vanish: layer {run.layers[0]}'s mean squared gradient norm "
                     f"is {_ratio_text(run.ratio)} layer {run.layers[-1]}'s")

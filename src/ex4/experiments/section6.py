@@ -30,7 +30,7 @@ from ex4.experiments import Context, Experiment
 from ex4.models.mlp import RAW_FEATURES, Architecture, input_width, load_mlp
 from ex4.train.mlp_engine import RunResult, RunSpec, Splits, train_runs
 
-CODE = ("ex4.models.mlp", "ex4.train.mlp_engine", "ex4.analysis.regions", "ex4.data.europe")
+CODE = ("ex4.models.mlp", "ex4.train.mlp_engine", "ex4.analysis.regions")  # data enter the key by content
 BASE = ("seed", "mlp_lr", "mlp_optimizer", "mlp_batch_size", "mlp_depth", "mlp_width", "mlp_batch_norm",
         "mlp_train_subset")
 

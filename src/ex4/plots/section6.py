@@ -24,9 +24,10 @@ LOSS_LABEL = "loss (cross-entropy)"
 ACC_LABEL = "accuracy (%)"
 
 
-def _finish(fig: plt.Figure, outcomes: Iterable[Any], extra: str) -> plt.Figure:
+def _finish(fig: plt.Figure, outcomes: Iterable[Any], extra: str, right: float = 1.0) -> plt.Figure:
+    """Lay out (leaving room for the provenance note and, if `right` < 1, a figure legend) and add the note."""
     outcomes = list(outcomes)
-    fig.tight_layout(rect=(0, 0.05 if outcomes or extra else 0, 1, 1))
+    fig.tight_layout(rect=(0, 0.05 if outcomes or extra else 0, right, 1))
     if outcomes:
         add_provenance(fig, outcomes, extra)
     elif extra:
@@ -241,7 +242,7 @@ def gradient_norms(result: Mapping[str, Any], floor: float, outcomes: Iterable[A
     runs = sorted(result["runs"], key=lambda run: bool(run["arch"]["residual"]))
     layers = [int(layer) for layer in result["layers"]]
     colors = series_colors(len(layers))
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.6 * len(runs), 4.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.4 * len(runs) + 2.0, 4.2), sharey=True, squeeze=False)
     for ax, run in zip(axes[0], runs):
         for color, layer in zip(colors, layers):
             values = np.array([np.nan if v is None else float(v) for v in run["grad_norms"][str(layer)]])
@@ -261,6 +262,6 @@ def gradient_norms(result: Mapping[str, Any], floor: float, outcomes: Iterable[A
     handles, names = axes[0, 0].get_legend_handles_labels()
     handles.append(Line2D([], [], color="0.4", linestyle=":", marker="o", markerfacecolor="white",
                           markeredgecolor="0.4"))
-    names.append("exactly zero (drawn at the floor)")
-    axes[0, -1].legend(handles, names, loc="best")
-    return _finish(fig, outcomes, extra)
+    names.append("exactly zero\n(drawn at the floor)")
+    fig.legend(handles, names, loc="center right", frameon=False)
+    return _finish(fig, outcomes, extra, right=0.8)

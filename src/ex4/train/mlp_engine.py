@@ -9,7 +9,9 @@ Why it is fast (the textbook loop spends nearly all its time in Python, not arit
   only on run r's weights, so a run that diverges leaves the others untouched;
 - nothing is read back to the host inside an epoch: per-step losses and correct counts stay on the device
   and are read once per epoch, when validation and test are each evaluated with one forward pass;
-- steps of small batches, which are pure overhead in eager PyTorch, can be compiled (`torch.compile`).
+- a single run makes exactly the calls of the textbook nn.Module loop (bit-identical results) without its
+  DataLoader and per-step host syncs; one intra-op thread (see `training_threads`); `torch.compile` of
+  the step is optional (see `should_compile`: it costs seconds and memory to compile).
 
 Definitions the results rely on:
 - train loss and accuracy of an epoch are running averages over that epoch's batches in training mode
@@ -139,41 +141,32 @@ class BatchedMLP:
 
     Parameters, all [R, a, b] so one [R, 1, 1] tensor broadcasts a per-run learning rate over every one:
     per hidden layer `weight` [R, in, out] (the transpose of nn.Linear's), `bias` [R, 1, out] and with batch
-    norm `gamma`, `beta` [R, 1, out]; then the output layer. Running statistics are [R, out] buffers.
+    norm `gamma`, `beta` [R, 1, out]; then the output layer. Running statistics are [R, out].
+    A single run skips all of this: its `params` are copies of the module's own tensors in nn.Linear's
+    layout and the step makes exactly the calls an nn.Module would (`linear`, `batch_norm`, `relu`), so it
+    computes bit for bit what the textbook loop computes, without batching or view overhead.
     """
 
     def __init__(self, models: Sequence[MLP], device: torch.device):
         archs = [model.arch for model in models]
         first = archs[0]
-        self.depth, self.width, self.n_classes, self.batch_norm = first.depth, first.width, first.n_classes, first.batch_norm
+        self.depth, self.width, self.n_classes = first.depth, first.width, first.n_classes
+        self.batch_norm = first.batch_norm
         self.runs = len(models)
         self.implicit = [a.implicit for a in archs]
         self.residual = [a.residual for a in archs]
         self.n_in = max(input_width(a.implicit) for a in archs)
         self.device = device
-        self.params: list[torch.Tensor] = []
-        self.running_mean: list[torch.Tensor] = []
-        self.running_var: list[torch.Tensor] = []
         self.steps_taken = 0
-
-        def stack(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
-            return torch.stack([t.detach().to(device=device, dtype=torch.float32) for t in tensors]).contiguous()
-
-        for index in range(self.depth):
-            layers = [model.hidden[index] for model in models]
-            weights = [layer.linear.weight.t() for layer in layers]
-            if index == 0:  # pad narrower inputs (raw coordinates beside sine features) with zero rows
-                weights = [F.pad(w, (0, 0, 0, self.n_in - w.shape[0])) for w in weights]
-            self.params += [stack(weights), stack(layer.linear.bias[None] for layer in layers)]
-            if self.batch_norm:
-                self.params += [stack(layer.norm.weight[None] for layer in layers),
-                                stack(layer.norm.bias[None] for layer in layers)]
-                self.running_mean.append(stack(layer.norm.running_mean for layer in layers))
-                self.running_var.append(stack(layer.norm.running_var for layer in layers))
-        self.params += [stack(model.output.weight.t() for model in models),
-                        stack(model.output.bias[None] for model in models)]
-        for tensor in self.params:
-            tensor.requires_grad_(True)
+        if self.runs == 1:  # the module's own layout: [out, in] weights, [out] vectors
+            module = models[0]
+            self.params = [t.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
+                           for t in _module_parameters(module)]
+            norms = [layer.norm for layer in module.hidden] if self.batch_norm else []
+            self.running_mean = [n.running_mean.detach().to(device).clone() for n in norms]
+            self.running_var = [n.running_var.detach().to(device).clone() for n in norms]
+        else:
+            self._stack(models)
         self.scale = residual_scale(self.depth)
         self.all_residual = all(self.residual)
         self.residual_gate = self.branch_weight = None
@@ -181,6 +174,29 @@ class BatchedMLP:
             gate = torch.tensor(self.residual, dtype=torch.float32, device=device).view(-1, 1, 1)
             self.residual_gate = gate
             self.branch_weight = torch.where(gate > 0, self.scale, 1.0)
+
+    def _stack(self, models: Sequence[MLP]) -> None:
+        device = self.device
+
+        def stack(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+            return torch.stack([t.detach().to(device=device, dtype=torch.float32) for t in tensors]).contiguous()
+
+        params: list[torch.Tensor] = []
+        self.running_mean, self.running_var = [], []
+        for index in range(self.depth):
+            layers = [model.hidden[index] for model in models]
+            weights = [layer.linear.weight.t() for layer in layers]
+            if index == 0:  # pad narrower inputs (raw coordinates beside sine features) with zero rows
+                weights = [F.pad(w, (0, 0, 0, self.n_in - w.shape[0])) for w in weights]
+            params += [stack(weights), stack(layer.linear.bias[None] for layer in layers)]
+            if self.batch_norm:
+                params += [stack(layer.norm.weight[None] for layer in layers),
+                           stack(layer.norm.bias[None] for layer in layers)]
+                self.running_mean.append(stack(layer.norm.running_mean for layer in layers))
+                self.running_var.append(stack(layer.norm.running_var for layer in layers))
+        params += [stack(model.output.weight.t() for model in models),
+                   stack(model.output.bias[None] for model in models)]
+        self.params = [t.requires_grad_(True) for t in params]
 
     # -- layout helpers
     def layer_params(self, params: Sequence[torch.Tensor], index: int) -> Sequence[torch.Tensor]:
@@ -221,19 +237,19 @@ class BatchedMLP:
         return linear(bias, h, weight)
 
     def _forward_single(self, params, x, training, running_mean, running_var, elementwise) -> torch.Tensor:
-        """The same computation for one run with 2-D ops (views of the stacked tensors, no batching cost)."""
-        linear = _linear_elementwise if elementwise else torch.addmm
+        """One run, as nn.Module computes it, on its [out, in] / [out] parameters."""
+        linear = (lambda h, weight, bias: _linear_elementwise(bias, h, weight.t())) if elementwise else F.linear
         h = x
         for index in range(self.depth):
-            layer = [t.view(t.shape[1:]) for t in self.layer_params(params, index)]
-            z = linear(layer[1], h, layer[0])
+            layer = self.layer_params(params, index)
+            z = linear(h, layer[0], layer[1])
             if self.batch_norm:
-                z = F.batch_norm(z, running_mean[index].view(-1), running_var[index].view(-1), layer[2].view(-1),
-                                 layer[3].view(-1), training, BN_MOMENTUM, BN_EPS)
+                z = F.batch_norm(z, running_mean[index], running_var[index], layer[2], layer[3], training,
+                                 BN_MOMENTUM, BN_EPS)
             out = torch.relu(z)
             h = h + out * self.scale if index > 0 and self.all_residual else out
-        weight, bias = (t.view(t.shape[1:]) for t in self.output_params(params))
-        return linear(bias, h, weight)
+        weight, bias = self.output_params(params)
+        return linear(h, weight, bias)
 
     def logits(self, x: torch.Tensor, training: bool = False) -> torch.Tensor:
         return self.forward(self.params, x, training, self.running_mean, self.running_var)
@@ -241,6 +257,8 @@ class BatchedMLP:
     # -- back to plain modules
     def state_dict(self, run: int) -> dict[str, torch.Tensor]:
         """Run `run` as an `MLP` state dict on the CPU (what the store keeps and plots rebuild)."""
+        if self.runs == 1:
+            return self._single_state_dict()
         state: dict[str, torch.Tensor] = {}
         n_in = input_width(self.implicit[run])
         for index in range(self.depth):
@@ -262,6 +280,31 @@ class BatchedMLP:
         state["output.bias"] = bias[0].contiguous()
         return state
 
+    def _single_state_dict(self) -> dict[str, torch.Tensor]:
+        tensors = [t.detach().cpu().clone() for t in self.params]
+        state: dict[str, torch.Tensor] = {}
+        for index in range(self.depth):
+            layer = self.layer_params(tensors, index)
+            prefix = f"hidden.{index}."
+            state[prefix + "linear.weight"], state[prefix + "linear.bias"] = layer[0], layer[1]
+            if self.batch_norm:
+                state[prefix + "norm.weight"], state[prefix + "norm.bias"] = layer[2], layer[3]
+                state[prefix + "norm.running_mean"] = self.running_mean[index].cpu().clone()
+                state[prefix + "norm.running_var"] = self.running_var[index].cpu().clone()
+                state[prefix + "norm.num_batches_tracked"] = torch.tensor(self.steps_taken, dtype=torch.int64)
+        state["output.weight"], state["output.bias"] = tensors[-2], tensors[-1]
+        return state
+
+
+def _module_parameters(module: MLP) -> list[torch.Tensor]:
+    """An MLP's tensors in the engine's order: per hidden layer weight, bias (, gamma, beta); then output."""
+    tensors: list[torch.Tensor] = []
+    for layer in module.hidden:
+        tensors += [layer.linear.weight, layer.linear.bias]
+        if layer.norm is not None:
+            tensors += [layer.norm.weight, layer.norm.bias]
+    return tensors + [module.output.weight, module.output.bias]
+
 
 def _linear_elementwise(bias: torch.Tensor, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """bias + h @ weight for [..., B, in] @ [..., in, out], as a broadcast product summed over `in`."""
@@ -282,11 +325,17 @@ def _batch_norm(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, runnin
     return out.view(batch, runs, width).transpose(0, 1)
 
 
+def _squared_norm(weight_grad: torch.Tensor) -> torch.Tensor:
+    """[R] squared Frobenius norms of [R, in, out] (or one [in, out]) weight gradients."""
+    return weight_grad.square().sum(dim=(-2, -1)).reshape(-1)
+
+
 def per_run_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of each run: logits [R, B, C], labels [B] -> [R]."""
     runs, batch, classes = logits.shape
-    targets = y if runs == 1 else y.repeat(runs)
-    losses = F.cross_entropy(logits.reshape(runs * batch, classes), targets, reduction="none")
+    if runs == 1:  # as nn.CrossEntropyLoss computes it
+        return F.cross_entropy(logits[0], y).view(1)
+    losses = F.cross_entropy(logits.reshape(runs * batch, classes), y.repeat(runs), reduction="none")
     return losses.view(runs, batch).mean(dim=1)
 
 
@@ -302,7 +351,8 @@ class BatchedOptimizer:
         self.kind = kind
         device = params[0].device
         self.single_lr = float(lrs[0]) if len(set(lrs)) == 1 else None
-        lr = torch.tensor(list(lrs), dtype=torch.float32, device=device).view(-1, 1, 1)
+        lr = torch.tensor(list(lrs), dtype=torch.float32, device=device)
+        lr = lr.view(-1, 1, 1) if len(lrs) > 1 else lr.view(())  # per run, or one scalar for 2-D parameters
         self.neg_lr = [-lr] * len(params)
         self.lr = lr
         self.t = 0
@@ -378,7 +428,7 @@ class _Group:
     def _gradient_norms(self, grads: Sequence[torch.Tensor]) -> torch.Tensor | None:
         if not self.track_index:
             return None
-        return torch.stack([grads[i].detach().square().sum(dim=(1, 2)) for i in self.track_index])
+        return torch.stack([_squared_norm(grads[i].detach()) for i in self.track_index])
 
     def _eager_step(self, x: torch.Tensor, y: torch.Tensor):
         model = self.model
@@ -401,7 +451,7 @@ class _Group:
             grads, (_, (losses, correct)) = grad_fn(params, x, y, running_mean, running_var, elementwise)
             with torch.no_grad():
                 torch._foreach_addcmul_(params, grads, [neg_lr] * len(params))
-                norms = (torch.stack([grads[i].square().sum(dim=(1, 2)) for i in track_index])
+                norms = (torch.stack([_squared_norm(grads[i]) for i in track_index])
                          if track_index else None)
             return losses, correct, norms
 
@@ -414,14 +464,15 @@ class _Group:
     def _step(self, x: torch.Tensor, y: torch.Tensor):
         if self.compiled is not None and x.shape[-2] == self.batch_size:
             model = self.model
-            try:
+            arguments = (model.params, x, y, model.running_mean, model.running_var, self.optimizer.neg_lr[0])
+            if self.compiled_once:
+                return self.compiled(*arguments)
+            try:  # the first call compiles
                 started = time.perf_counter()
                 with _quiet_compiler():
-                    out = self.compiled(model.params, x, y, model.running_mean, model.running_var,
-                                        self.optimizer.neg_lr[0])
-                if not self.compiled_once:
-                    self.compiled_once = True
-                    self.compile_seconds = time.perf_counter() - started
+                    out = self.compiled(*arguments)
+                self.compile_seconds = time.perf_counter() - started
+                self.compiled_once = True
                 return out
             except Exception as error:  # no C++ compiler, unsupported backend...: fall back to eager
                 warnings.warn(f"torch.compile unavailable, training eagerly ({type(error).__name__}: {error})")
@@ -550,9 +601,11 @@ def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_s
                progress: bool | str = True, threads: int | None = None) -> list[RunResult]:
     """Train every run; results come back in the order of `specs`.
 
-    Runs are grouped by `RunSpec.group_key()`; each group draws its batch order from its own generator
-    seeded with `seed`, so equal seeds give equal numbers. `compile_steps=None` compiles the step of groups
-    whose batches are small enough for Python overhead to dominate (see `should_compile`).
+    Runs are grouped by `RunSpec.group_key()`; every group starts from `initial_model(arch, seed)` and draws
+    its batch order from its own generator seeded with `seed`, so equal seeds give equal numbers.
+    `compile_steps`: None decides per group (`should_compile`), True/False forces it. `threads`: intra-op
+    threads while training (default `training_threads()`); the caller's setting is restored afterwards.
+    `progress`: a tqdm bar on stderr (shown after 2 s), labelled with the string if one is given.
     """
     labels = [spec.label for spec in specs]
     if len(set(labels)) != len(labels):
@@ -598,16 +651,19 @@ COMPILE_MAX_DEPTH = 16  # compile time grows with depth
 
 
 def should_compile(spec: RunSpec, n_train: int) -> bool:
-    """Whether a group's full-batch step is compiled, from EX4_COMPILE: "0" never; "1" (default) only for
+    """Whether a group's full-batch step is compiled, from EX4_COMPILE: "0" (default) never; "1" only for
     plain SGD on small batches (<= COMPILE_SMALL_BATCH rows) for >= COMPILE_MIN_STEPS steps; "all" for
     every SGD group of >= 10,000 steps and depth <= COMPILE_MAX_DEPTH.
 
     Measured on the 2-core build machine (per step, eager -> compiled): batch 1 240 -> 70-85 us, batch 16
     260 -> 105-125 us, batch 128 with batch norm 520 -> 165-200 us, batch 256 320 -> 180 us. But compiling
     costs 1-2 s per architecture and batch size with a warm inductor cache and 5-10 s cold, and loading the
-    compiler adds ~270 MB to the process (import torch alone is ~610 MB here). So by default only the
-    long small-batch runs (the batch-1 and batch-16 runs of `mlp-batch-size`) are compiled."""
-    mode = os.environ.get("EX4_COMPILE", "1").strip().lower()
+    compiler adds ~270 MB to the process (import torch alone is ~610 MB here), which breaks the 1 GiB
+    budget of Section 6. Compiled numbers also drift from the textbook loop's by rounding, while an eager
+    single run reproduces it bit for bit. Hence off by default; "1" makes the batch-1 epoch ~5x faster
+    (2.2 s instead of 12 s on the bundled data, plus 1-4 s compiling), "all" saves ~1/3 of Section 6
+    with a warm cache and costs more than it saves with a cold one."""
+    mode = os.environ.get("EX4_COMPILE", "0").strip().lower()
     if mode in ("0", "off", "false", "no") or spec.optimizer != "sgd" or spec.arch.depth > COMPILE_MAX_DEPTH:
         return False
     steps = math.ceil(n_train / spec.batch_size) * spec.epochs
