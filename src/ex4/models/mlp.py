@@ -7,8 +7,8 @@ hidden-to-hidden block, for the vanishing-gradient study, and the implicit input
 (sin(a*x) for a = 0.1 ... 1.0 on longitude, then on latitude: 20 features).
 
 The residual block is `h + relu(block(h)) / sqrt(depth)`. Unscaled (`h + relu(block(h))`), PyTorch's
-default init and raw coordinates make activations grow about 1.3x per block: at depth 100 the first loss is
-~1e13 and training is NaN within one epoch. The 1/sqrt(depth) branch scale (as in Hayou et al. 2021,
+default init and raw coordinates make activations grow about 1.2x per block: at depth 100 (width 4) the
+first loss is ~1e10 and training is NaN within the first epoch. The 1/sqrt(depth) branch scale (as in Hayou et al. 2021,
 "Stable ResNet") keeps the forward pass bounded while leaving the identity path, and so the gradient
 highway that residual connections are about, untouched.
 
