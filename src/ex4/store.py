@@ -31,6 +31,7 @@ from filelock import FileLock
 
 from ex4.atomic import fsync_dir
 from ex4.errors import Ex4Error
+from ex4.hashing import sha256_bytes, sha256_file
 from ex4.paths import default_store_dir
 
 VERSIONED_LIBRARIES = ("torch", "torchvision", "scikit-learn", "xgboost", "numpy")
@@ -51,18 +52,6 @@ class Outcome:
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _FILE_HASH_MEMO: dict[tuple[str, int, int], str] = {}

@@ -57,7 +57,7 @@ def baseline_name(baseline: str) -> str:
 def short_name(run: Mapping[str, Any]) -> str:
     """'fine-tuned ResNet18 at lr = 0.0001' or 'XGBoost on pixels'."""
     name = baseline_name(run["baseline"])
-    return name if run.get("lr") is None else f"{name} at lr = {fmt.lr(run['lr'])}"
+    return name if run.get("lr") is None else f"{name} at lr = {format_lr(run['lr'])}"
 
 
 def named(run: Mapping[str, Any]) -> str:
@@ -228,7 +228,7 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 
 def baseline_markdown(result: Mapping[str, Any], learning_rates: Sequence[float]) -> str:
     """A bullet per baseline that ran: what it is and the input it sees, every number from the result."""
-    rates = fmt.listing((fmt.lr(lr) for lr in learning_rates), "and")
+    rates = fmt.listing((format_lr(lr) for lr in learning_rates), "and")
     backbone = backbone_phrase(result)
     items = []
     for baseline in present_baselines(result):
@@ -372,7 +372,7 @@ class ChanceFacts:
         acc = accuracy(run)
         if acc is None:
             return "ResNet18 from scratch produced no usable predictions at any learning rate."
-        where = f" (lr = {fmt.lr(run['lr'])})" if run.get("lr") is not None else ""
+        where = f" (lr = {format_lr(run['lr'])})" if run.get("lr") is not None else ""
         p_value = f"one-sided binomial p = {fmt.num(self.test.p_value(acc), 2)}"
         if self.test.beats(acc):
             return (f"Training ResNet18 from scratch does beat chance: its best run{where} reaches {fmt.pct(acc)} "
@@ -531,16 +531,16 @@ class RateFacts:
         name = name[0].upper() + name[1:]
         best = self.best
         where = {"largest": ", the largest rate tried", "smallest": ", the smallest rate tried"}.get(self.position, "")
-        text = (f"{name}: lr = {fmt.lr(best['lr'])} is best{where} "
+        text = (f"{name}: lr = {format_lr(best['lr'])} is best{where} "
                 f"({fmt.pct(accuracy(best))} test, {fmt.pct(accuracy(best, 'val'))} validation)")
         if test.beats(accuracy(best)):
             low = [run for run in self.at_chance if run["lr"] < best["lr"]]
             parts = []
             if self.broken_high:
-                parts.append(f"{fmt.listing('lr = ' + fmt.lr(run['lr']) for run in self.broken_high)} "
+                parts.append(f"{fmt.listing('lr = ' + format_lr(run['lr']) for run in self.broken_high)} "
                              f"{'is' if len(self.broken_high) == 1 else 'are'} too large")
             if low:
-                parts.append(f"{fmt.listing('lr = ' + fmt.lr(run['lr']) for run in low)} "
+                parts.append(f"{fmt.listing('lr = ' + format_lr(run['lr']) for run in low)} "
                              f"{'is' if len(low) == 1 else 'are'} too small")
             if parts:
                 text += "; at chance level, " + " and ".join(parts)
@@ -549,12 +549,12 @@ class RateFacts:
         else:
             text += "; not even that beats chance"
         if self.diverged:
-            text += f" ({fmt.listing('lr = ' + fmt.lr(run['lr']) for run in self.diverged)} diverged)"
+            text += f" ({fmt.listing('lr = ' + format_lr(run['lr']) for run in self.diverged)} diverged)"
         return text + "."
 
 
 def _rate_and_accuracy(run: Mapping[str, Any]) -> str:
-    return f"lr = {fmt.lr(run['lr'])} ({fmt.pct(accuracy(run))})"
+    return f"lr = {format_lr(run['lr'])} ({fmt.pct(accuracy(run))})"
 
 
 @dataclass(frozen=True)
@@ -604,13 +604,13 @@ class LearningRateFacts:
             return ""
         p, t = probe.best["lr"], tune.best["lr"]
         if p > t:
-            return (f"The linear probe prefers a larger rate than fine-tuning (lr = {fmt.lr(p)} against "
-                    f"{fmt.lr(t)}): a single linear layer on fixed features has no pretrained weights to lose, and in "
+            return (f"The linear probe prefers a larger rate than fine-tuning (lr = {format_lr(p)} against "
+                    f"{format_lr(t)}): a single linear layer on fixed features has no pretrained weights to lose, and in "
                     "so few steps a large rate is what moves it far enough.")
         if p < t:
-            return (f"Here the linear probe prefers a smaller rate than fine-tuning (lr = {fmt.lr(p)} against "
-                    f"{fmt.lr(t)}).")
-        return f"The linear probe and fine-tuning do best at the same rate, lr = {fmt.lr(p)}."
+            return (f"Here the linear probe prefers a smaller rate than fine-tuning (lr = {format_lr(p)} against "
+                    f"{format_lr(t)}).")
+        return f"The linear probe and fine-tuning do best at the same rate, lr = {format_lr(p)}."
 
 
 def learning_rate_facts(result: Mapping[str, Any]) -> LearningRateFacts:
@@ -666,7 +666,7 @@ class ProbeFacts:
                     "(see `cnn_baselines`).")
         lin, sk = accuracy(self.linear), accuracy(self.sklearn)
         head = (f"The best linear probe (lr = "
-                f"{fmt.lr(self.linear['lr'])}) reaches {fmt.pct(lin)} test accuracy and scikit-learn's logistic "
+                f"{format_lr(self.linear['lr'])}) reaches {fmt.pct(lin)} test accuracy and scikit-learn's logistic "
                 f"regression {fmt.pct(sk)}, a difference of {signed_pp(self.difference)}")
         if self.agree:
             verdict = (f", within the ±{unsigned_pp(self.resolution)} the test set resolves: they agree, as two fits "

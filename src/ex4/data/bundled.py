@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ex4.data.checks import sha256_file
+from ex4.hashing import sha256_file
 from ex4.data.countries import EUROPE_WINDOW, EUROPEAN_COUNTRIES
 from ex4.data.europe import COUNTRIES_FILE, SPLIT_FILES
 from ex4.errors import Ex4Error
