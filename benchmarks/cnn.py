@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", help="YAML parameter profile (default: params/default.yml if present)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
     parser.add_argument("--reference-lrs", type=float, nargs="+", help="run only these lrs in the reference")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
+                        help="ex4's autocast precision (default: the cnn_precision parameter, else auto)")
     args = parser.parse_args(argv)
 
     from ex4 import experiments, params
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     values = params.resolve_cli(profile, args.set)
     data_dir = resolve_faces_dir(values["faces_dir"])  # the bundled stand-in is built under the usual root
     values["faces_dir"] = str(data_dir)
+    if args.precision:
+        values["cnn_precision"] = args.precision  # the store is a fresh temp folder, so no stale key can hit
     scratch = Path(tempfile.mkdtemp(prefix="ex4-bench-cnn-"))
     os.environ["EX4_ROOT"] = str(scratch)  # cold decoded-image cache
     from ex4.store import Store

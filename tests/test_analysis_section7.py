@@ -104,7 +104,7 @@ def test_scratch_at_chance_is_reported_as_such_with_the_training_budget():
     chances = facts.chance_facts(fake_result(course_like_runs()), weights=11_177_025)
     assert chances.scratch["lr"] == 1e-4
     sentence = chances.scratch_sentence()
-    assert "does not beat chance" in sentence and "lr = 0.0001" in sentence and "52.5 %" in sentence
+    assert "does not beat chance" in sentence and "lr = 1e-4" in sentence and "52.5 %" in sentence
     assert chances.steps == 44  # ⌈1400 / 32⌉ steps of one epoch
     assert "44 optimiser steps" in chances.budget_sentence() and "11.2 million" in chances.budget_sentence()
     assert "“fake” for every test image (`finetune lr=0.01`)" in chances.constant_sentence()
@@ -157,7 +157,7 @@ def test_large_rates_breaking_fine_tuning_are_named_and_contrasted_with_the_prob
     sentence = rates.finetune_sentence()
     assert sentence.startswith("Large rates break fine-tuning: at lr = 0.1 (52.0 %) and lr = 0.01 (47.8 %)")
     assert "linear probe" in sentence and "lr = 0.1 (73.2 %)" in sentence
-    assert "lr = 1e-05 is too small" in rates.per_baseline["linear_probe"].sentence(rates.test)
+    assert "lr = 1e-5 is too small" in rates.per_baseline["linear_probe"].sentence(rates.test)
     assert rates.per_baseline["linear_probe"].position == "largest"
     assert "larger rate than fine-tuning" in rates.probe_rate_sentence()
 
@@ -259,7 +259,7 @@ def test_baseline_bullets_take_their_numbers_from_the_runs():
     text = facts.baseline_markdown(fake_result(course_like_runs()), [0.1, 1e-5])
     assert text.count("\n- ") == 4 and text.startswith("- **XGBoost on pixels**")
     assert "central 64 × 64 patch" in text and "12,288 numbers" in text
-    assert "resized to 256 px and centre-cropped to 224 × 224" in text and "0.1 and 1e-05" in text
+    assert "resized to 256 px and centre-cropped to 224 × 224" in text and "0.1 and 1e-5" in text
     assert "It converged." in text
 
 

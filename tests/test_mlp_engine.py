@@ -172,7 +172,8 @@ def test_one_sample_last_batch_with_batch_norm_is_merged_not_crashed(splits):
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(splits):
-    specs = [RunSpec("a", arch(2, 5, batch_norm=True), 0.05, 16, 3), RunSpec("b", arch(2, 5, batch_norm=True), 0.01, 16, 3)]
+    specs = [RunSpec("a", arch(2, 5, batch_norm=True), 0.05, 16, 3),
+             RunSpec("b", arch(2, 5, batch_norm=True), 0.01, 16, 3)]
     first = train_runs(specs, splits, seed=7, compile_steps=False, progress=False)
     again = train_runs(specs, splits, seed=7, compile_steps=False, progress=False)
     other = train_runs(specs, splits, seed=8, compile_steps=False, progress=False)
@@ -202,7 +203,8 @@ def test_diverging_alone_stops_early_with_full_length_history(splits):
 
 
 def test_runs_come_back_in_the_order_given_across_groups(splits):
-    specs = [RunSpec("b16", arch(), 0.01, 16, 1), RunSpec("b8", arch(), 0.01, 8, 1), RunSpec("b16-2", arch(), 0.02, 16, 1)]
+    specs = [RunSpec("b16", arch(), 0.01, 16, 1), RunSpec("b8", arch(), 0.01, 8, 1),
+             RunSpec("b16-2", arch(), 0.02, 16, 1)]
     results = train_runs(specs, splits, seed=0, compile_steps=False, progress=False)
     assert [r.spec.label for r in results] == ["b16", "b8", "b16-2"]
 

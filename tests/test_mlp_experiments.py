@@ -35,7 +35,8 @@ def write_cities(folder, rows_per_split=(121, 30, 30), seed=0):
     for name, n in zip(("train.csv", "validation.csv", "test.csv"), rows_per_split):
         points = rng.uniform([-10, 35], [30, 65], size=(n, 2))
         labels = np.linalg.norm(points[:, None] - centres[None], axis=2).argmin(1)
-        lines = [",long,lat,country"] + [f"{i},{x:.4f},{y:.4f},{c}" for i, ((x, y), c) in enumerate(zip(points, labels))]
+        rows = [f"{i},{x:.4f},{y:.4f},{c}" for i, ((x, y), c) in enumerate(zip(points, labels))]
+        lines = [",long,lat,country"] + rows
         (folder / name).write_text("\n".join(lines) + "\n")
     (folder / "countries.csv").write_text("label,iso,name\n0,AA,Aland\n1,BB,Bland\n2,CC,Cland\n3,DD,Dland\n")
     return folder

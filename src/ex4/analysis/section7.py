@@ -605,8 +605,8 @@ class LearningRateFacts:
         p, t = probe.best["lr"], tune.best["lr"]
         if p > t:
             return (f"The linear probe prefers a larger rate than fine-tuning (lr = {format_lr(p)} against "
-                    f"{format_lr(t)}): a single linear layer on fixed features has no pretrained weights to lose, and in "
-                    "so few steps a large rate is what moves it far enough.")
+                    f"{format_lr(t)}): a single linear layer on fixed features has no pretrained weights to lose, "
+                    "and in so few steps a large rate is what moves it far enough.")
         if p < t:
             return (f"Here the linear probe prefers a smaller rate than fine-tuning (lr = {format_lr(p)} against "
                     f"{format_lr(t)}).")

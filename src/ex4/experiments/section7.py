@@ -31,10 +31,13 @@ import torch
 
 from ex4.errors import Ex4Error
 from ex4.experiments import Context, Experiment
+from ex4.params import SCHEMA
 
-PARAMS = ("seed", "device", "cnn_baselines", "cnn_learning_rates", "cnn_batch_size", "cnn_epochs",
-          "cnn_image_size", "cnn_xgb_crop", "cnn_weights", "cnn_allow_download", "cnn_train_subset",
-          "cnn_mistakes")
+# every parameter the results depend on; `cnn_precision` counts once the schema defines it
+PARAMS = tuple(name for name in (
+    "seed", "device", "cnn_baselines", "cnn_learning_rates", "cnn_batch_size", "cnn_epochs", "cnn_image_size",
+    "cnn_xgb_crop", "cnn_weights", "cnn_allow_download", "cnn_train_subset", "cnn_mistakes", "cnn_precision",
+) if name in SCHEMA)
 CODE = ("ex4.models.resnet", "ex4.train.cnn", "ex4.train.features", "ex4.train.xgb", "ex4.train.surrogate",
         "ex4.train.device", "ex4.analysis.tables", "ex4.data.faces")
 PRETRAINED = ("linear_probe", "sklearn_probe", "finetune")
@@ -106,7 +109,8 @@ def key_params(values: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def load_backbone(ctx: Context, side: int, crop: int, device: torch.device) -> Backbone:
+def load_backbone(ctx: Context, side: int, crop: int, device: torch.device,
+                  autocast: torch.dtype | None) -> Backbone:
     from ex4.models import resnet
     from ex4.train import surrogate
 
@@ -120,26 +124,27 @@ def load_backbone(ctx: Context, side: int, crop: int, device: torch.device) -> B
             return Backbone("imagenet", resnet.IMAGENET_LABEL, state, identity, {"file": str(path)})
         return Backbone(f"file:{path.name}", f"backbone weights from {path.name}", state, identity,
                         {"file": str(path)})
+    from ex4.train.features import precision_name
+
     excluded = excluded_digits(ctx.data_dir)
     exclusion = hashlib.sha256(json.dumps(excluded).encode()).hexdigest()
-    from ex4.train.features import precision, precision_name
-
     key = {"seed": params["seed"], "resize": side, "crop": crop, "epochs": surrogate.EPOCHS,
            "excluded_digits": len(excluded), "exclusion_sha256": exclusion, "device_type": device.type,
-           "precision": precision_name(precision(device))}
+           "precision": precision_name(autocast)}
     outcome = ctx.store.get_or_compute(
         "cnn-surrogate", key, f"sklearn-digits;exclude={exclusion}",
         ("ex4.train.surrogate", "ex4.models.resnet", "ex4.train.features", "ex4.train.cnn"),
-        lambda: _surrogate_entry(excluded, side, crop, params["seed"], device))
+        lambda: _surrogate_entry(excluded, side, crop, params["seed"], device, autocast))
     info = {**outcome.result, "store_key": outcome.key, "from_store": outcome.hit}
     return Backbone(f"surrogate:{surrogate.SOURCE}", surrogate.LABEL, outcome.tensors["backbone"],
                     f"surrogate:{outcome.key}", info)
 
 
-def _surrogate_entry(excluded: list[int], side: int, crop: int, seed: int, device: torch.device):
+def _surrogate_entry(excluded: list[int], side: int, crop: int, seed: int, device: torch.device,
+                     autocast: torch.dtype | None):
     from ex4.train.surrogate import pretrain_surrogate
 
-    state, info = pretrain_surrogate(excluded, side, crop, seed, device)
+    state, info = pretrain_surrogate(excluded, side, crop, seed, device, autocast)
     return info, {"backbone": state}
 
 
@@ -160,6 +165,10 @@ class Images:
         if size not in self._loaded:
             self._loaded[size] = load_faces(self.directory, size)
         return self._loaded[size]
+
+    def release(self, size: int) -> None:
+        """Drop one size's arrays (the 224 px XGBoost copy is ~0.3 GB on the stand-in)."""
+        self._loaded.pop(size, None)
 
     def split(self, name: str, size: int, crop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 images [n, crop, crop, 3], int64 labels) of one split; train restricted to the subset."""
@@ -388,10 +397,12 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     started = time.perf_counter()
     use_all_cores()
     device = pick_device(params["device"])
-    autocast = precision(device)
+    autocast = precision(device, params.get("cnn_precision", "auto"))
 
     images = Images(ctx.data_dir)
-    reference = images.load(size if set(baselines) - {"xgboost"} else XGB_RESIZE)  # ids, labels, counts
+    first_size = size if "scratch" in baselines else resize_side(size) if set(baselines) & set(PRETRAINED) \
+        else XGB_RESIZE
+    reference = images.load(first_size)  # ids, labels and counts (the same at every size)
     rows = train_subset_rows(reference.train.labels, params["cnn_train_subset"], params["seed"])
     images.train_rows = rows
     train_labels = reference.train.labels if rows is None else reference.train.labels[rows]
@@ -400,7 +411,7 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
 
     if set(baselines) & set(PRETRAINED):
         t0 = time.perf_counter()
-        setup.backbone = load_backbone(ctx, resize_side(size), size, device)
+        setup.backbone = load_backbone(ctx, resize_side(size), size, device, autocast)
         setup.timings["backbone"] = time.perf_counter() - t0
 
     done: list[tuple[dict, dict]] = []
@@ -408,6 +419,8 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     for baseline in baselines:
         if baseline == "xgboost":
             done += run_xgboost(setup)
+            if first_size != XGB_RESIZE and XGB_RESIZE not in (size, resize_side(size)):
+                images.release(XGB_RESIZE)
         elif baseline in ("scratch", "finetune"):
             done += run_full_network(setup, baseline)
         else:

@@ -60,12 +60,16 @@ def to_input(images: np.ndarray, spec: InputSpec, device: torch.device, channels
     return batch.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def precision(device: torch.device) -> torch.dtype | None:
-    """Mixed-precision dtype for autocast, or None for plain float32.
+def precision(device: torch.device, requested: str = "auto") -> torch.dtype | None:
+    """Autocast dtype for `requested` ("auto" | "float32" | "bfloat16"), or None for plain float32.
 
-    CUDA: bfloat16 where supported, else float16. CPU: bfloat16 only when oneDNN has native bf16 kernels
-    (AVX512-BF16 or AMX); emulated bf16 would be slower than float32.
+    auto: on CUDA bfloat16 where supported, else float16; on a CPU bfloat16 only when oneDNN has native bf16
+    kernels (AVX512-BF16 or AMX), since emulated bf16 is slower than float32; otherwise float32.
     """
+    if requested == "float32":
+        return None
+    if requested == "bfloat16":
+        return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and cpu_has_native_bf16():

@@ -46,8 +46,8 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 OPTIMIZERS = ("sgd", "adam")
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
-EVAL_CHUNK = 1 << 16
-ELEMENTWISE_MAX = int(os.environ.get("EX4_ELEMENTWISE_MAX", 512))  # batch * width up to which compiled steps skip BLAS  # rows per evaluation forward; larger splits are evaluated in a few chunks
+EVAL_CHUNK = 1 << 16  # rows per evaluation forward; larger splits are evaluated in a few chunks
+ELEMENTWISE_MAX = 512  # batch * width up to which a compiled step multiplies elementwise instead of via BLAS
 
 
 # ---- what to train, and what comes back -------------------------------------------------------------------

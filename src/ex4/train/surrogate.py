@@ -21,7 +21,7 @@ import torch
 
 from ex4.models.resnet import backbone_state, resnet18_classifier
 from ex4.train.cnn import batch_orders
-from ex4.train.features import InputSpec, centre_crop, precision, progress, run_inference, to_input
+from ex4.train.features import InputSpec, centre_crop, precision_name, progress, run_inference, to_input
 
 SOURCE = "sklearn-digits (10-class digit recognition)"
 LABEL = "backbone pretrained on sklearn digits (10-class digit recognition), not ImageNet"
@@ -65,7 +65,8 @@ def render_digits(digits: np.ndarray, side: int, crop: int, seed: int) -> np.nda
 
 
 def pretrain_surrogate(exclude: Iterable[int], side: int, crop: int, seed: int, device: torch.device,
-                       epochs: int | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+                       autocast: torch.dtype | None = None, epochs: int | None = None
+                       ) -> tuple[dict[str, torch.Tensor], dict]:
     """Train ResNet18 on the allowed digits; returns its backbone state dict and a short report.
 
     Inputs go through the same pipeline as the target's pretrained baselines (resize to `side`, centre crop
@@ -79,7 +80,6 @@ def pretrain_surrogate(exclude: Iterable[int], side: int, crop: int, seed: int, 
     held = np.sort(order[: int(round(HELD_OUT_SHARE * len(kept)))])
     train = np.sort(order[len(held):])
     spec = InputSpec(normalize=True)
-    autocast = precision(device)
     model = resnet18_classifier(seed, classes=10).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -106,7 +106,7 @@ def pretrain_surrogate(exclude: Iterable[int], side: int, crop: int, seed: int, 
         "learning_rate": LEARNING_RATE,
         "batch_size": BATCH_SIZE,
         "input": {"resize": side, "crop": crop, "normalize": "imagenet"},
-        "precision": "float32" if autocast is None else str(autocast).removeprefix("torch."),
+        "precision": precision_name(autocast),
         "wall_time": time.perf_counter() - started,
     }
     return backbone_state(model), info
