@@ -160,6 +160,21 @@ def test_large_rates_breaking_fine_tuning_are_named_and_contrasted_with_the_prob
     assert "lr = 1e-5 is too small" in rates.per_baseline["linear_probe"].sentence(rates.test)
     assert rates.per_baseline["linear_probe"].position == "largest"
     assert "larger rate than fine-tuning" in rates.probe_rate_sentence()
+    probe_fails = facts.learning_rate_facts(fake_result([fake_run("linear_probe", 0.1, 0.5),
+                                                         fake_run("finetune", 1e-3, 0.8)]))
+    assert probe_fails.probe_rate_sentence() == ""  # the best rate of a probe at chance means nothing
+
+
+def test_a_failing_rate_between_two_that_learn_is_not_called_too_large():
+    rates = facts.learning_rate_facts(fake_result([
+        fake_run("scratch", 0.1, 0.63), fake_run("scratch", 0.01, 0.5), fake_run("scratch", 1e-3, 0.65),
+        fake_run("scratch", 1e-4, 0.62), fake_run("scratch", 1e-5, 0.51)]))
+    scratch = rates.per_baseline["scratch"]
+    assert scratch.broken_high == () and [run["lr"] for run in scratch.isolated] == [0.01]
+    assert [run["lr"] for run in scratch.too_small] == [1e-5]
+    sentence = scratch.sentence(rates.test)
+    assert "lr = 1e-5 is too small, while lr = 0.01 stays at chance although rates on both sides" in sentence
+    assert "too large" not in sentence
 
 
 def test_fine_tuning_that_survives_large_rates_or_never_learns():
@@ -192,15 +207,20 @@ def test_probes_that_agree_and_that_differ():
     assert "only one" in facts.probe_facts(fake_result([fake_run("sklearn_probe", None, 0.8)])).sentence()
 
 
-def test_xgboost_against_the_pretrained_features():
-    level = facts.xgboost_facts(fake_result(course_like_runs()))
-    assert level.verdict == "level" and "compete" in level.sentence()
-    assert "pretrained on a different task" in level.sentence() and "ImageNet weights" in level.sentence()
-    behind = facts.xgboost_facts(fake_result([fake_run("xgboost", None, 0.6), fake_run("finetune", 1e-4, 0.9)],
-                                             backbone=IMAGENET))
-    assert behind.verdict == "behind" and "ImageNet features win" in behind.sentence()
-    ahead = facts.xgboost_facts(fake_result([fake_run("xgboost", None, 0.9), fake_run("sklearn_probe", None, 0.6)]))
-    assert ahead.verdict == "ahead" and "pixels beat" in ahead.sentence()
+def test_xgboost_against_frozen_and_fine_tuned_features():
+    course = facts.xgboost_facts(fake_result(course_like_runs()))
+    assert course.frozen["baseline"] == "linear_probe" and course.finetuned["lr"] == 1e-4
+    assert course.verdict(course.frozen) == "level" and course.verdict(course.finetuned) == "level"
+    sentence = course.sentence()
+    assert "level with (within the ±" in sentence and "the best probe on frozen features" in sentence
+    assert "no better than the raw values" in sentence and "ImageNet weights" in sentence
+    tuned_wins = facts.xgboost_facts(fake_result([fake_run("xgboost", None, 0.75), fake_run("sklearn_probe", None, 0.72),
+                                                  fake_run("finetune", 1e-3, 0.85)], backbone=IMAGENET))
+    assert tuned_wins.verdict(tuned_wins.finetuned) == "behind"
+    assert "only once the backbone itself adapts" in tuned_wins.sentence()
+    assert "ImageNet weights" not in tuned_wins.sentence()
+    frozen_wins = facts.xgboost_facts(fake_result([fake_run("xgboost", None, 0.6), fake_run("sklearn_probe", None, 0.9)]))
+    assert "Even frozen, the surrogate's features carry more" in frozen_wins.sentence()
     assert "left out" in facts.xgboost_facts(fake_result([fake_run("xgboost", None, 0.9)])).sentence()
 
 

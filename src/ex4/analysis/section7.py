@@ -509,10 +509,28 @@ class RateFacts:
     at_chance: tuple[dict[str, Any], ...]  # runs (largest lr first) that do not beat chance on the test set
     diverged: tuple[dict[str, Any], ...]
 
+    def _beyond(self, above: bool) -> tuple[dict[str, Any], ...]:
+        """At-chance runs past the last rate that learns on one side of the best: the grid's failing end."""
+        at_chance = {run["label"] for run in self.at_chance}
+        side = [run for run in self.runs if (run["lr"] > self.best["lr"]) == above and run is not self.best]
+        outward = sorted(side, key=lambda run: run["lr"], reverse=not above)
+        learned = [index for index, run in enumerate(outward) if run["label"] not in at_chance]
+        return tuple(sorted(outward[learned[-1] + 1 if learned else 0:], key=lambda run: -run["lr"]))
+
     @property
     def broken_high(self) -> tuple[dict[str, Any], ...]:
-        """Rates above the best one that fall to chance level."""
-        return tuple(run for run in self.at_chance if run["lr"] > self.best["lr"])
+        """Rates above the best one at which this baseline, and every larger rate, stays at chance level."""
+        return self._beyond(above=True)
+
+    @property
+    def too_small(self) -> tuple[dict[str, Any], ...]:
+        return self._beyond(above=False)
+
+    @property
+    def isolated(self) -> tuple[dict[str, Any], ...]:
+        """At-chance rates with a learning rate on either side of them: no trend in the rate explains them."""
+        edges = {run["label"] for run in self.broken_high + self.too_small}
+        return tuple(run for run in self.at_chance if run["label"] not in edges and run is not self.best)
 
     @property
     def position(self) -> str:
@@ -534,23 +552,27 @@ class RateFacts:
         text = (f"{name}: lr = {format_lr(best['lr'])} is best{where} "
                 f"({fmt.pct(accuracy(best))} test, {fmt.pct(accuracy(best, 'val'))} validation)")
         if test.beats(accuracy(best)):
-            low = [run for run in self.at_chance if run["lr"] < best["lr"]]
             parts = []
-            if self.broken_high:
-                parts.append(f"{fmt.listing('lr = ' + format_lr(run['lr']) for run in self.broken_high)} "
-                             f"{'is' if len(self.broken_high) == 1 else 'are'} too large")
-            if low:
-                parts.append(f"{fmt.listing('lr = ' + format_lr(run['lr']) for run in low)} "
-                             f"{'is' if len(low) == 1 else 'are'} too small")
+            for runs, word in ((self.broken_high, "too large"), (self.too_small, "too small")):
+                if runs:
+                    parts.append(f"{_rates(runs)} {'is' if len(runs) == 1 else 'are'} {word}")
             if parts:
                 text += "; at chance level, " + " and ".join(parts)
             else:
-                text += "; every rate beats chance"
+                text += "; every rate beats chance" if not self.isolated else ""
+            if self.isolated:
+                verb = "stays" if len(self.isolated) == 1 else "stay"
+                text += (f"{'; ' if not parts else ', while '}{_rates(self.isolated)} {verb} at chance although "
+                         "rates on both sides of it learn, a reminder that each rate is a single run")
         else:
             text += "; not even that beats chance"
         if self.diverged:
             text += f" ({fmt.listing('lr = ' + format_lr(run['lr']) for run in self.diverged)} diverged)"
         return text + "."
+
+
+def _rates(runs: Sequence[Mapping[str, Any]]) -> str:
+    return fmt.listing(f"lr = {format_lr(run['lr'])}" for run in runs)
 
 
 def _rate_and_accuracy(run: Mapping[str, Any]) -> str:
@@ -600,7 +622,8 @@ class LearningRateFacts:
     def probe_rate_sentence(self) -> str:
         """The head alone against the whole network: which prefers the larger rate."""
         probe, tune = self.per_baseline.get("linear_probe"), self.per_baseline.get("finetune")
-        if probe is None or tune is None:
+        if probe is None or tune is None or not (self.test.beats(accuracy(probe.best))
+                                                 and self.test.beats(accuracy(tune.best))):
             return ""
         p, t = probe.best["lr"], tune.best["lr"]
         if p > t:
@@ -676,9 +699,11 @@ class ProbeFacts:
                        "beats the defaults here; scikit-learn's L2 penalty pulls its weights toward zero, which can "
                        "cost accuracy when the features are weak.")
         else:
-            verdict = (f", more than the ±{unsigned_pp(self.resolution)} the test set resolves. scikit-learn's fit, "
-                       "run to convergence with a penalty that keeps the weights small, beats what the linear probe "
-                       "gets from its mini-batch steps.")
+            fit = ("run until its iteration limit" if (self.sklearn.get("params") or {}).get("converged") is False
+                   else "run to convergence")
+            verdict = (f", more than the ±{unsigned_pp(self.resolution)} the test set resolves. The scikit-learn "
+                       f"fit, {fit} with a penalty that keeps the weights small, beats what the linear probe gets "
+                       "from its mini-batch steps.")
         count = len(self.rates_matching)
         total = len(self.linear_runs)
         rates = (f" Only {fmt.num(count)} of the probe's {fmt.num(total)} learning rates "
@@ -700,55 +725,64 @@ def probe_facts(result: Mapping[str, Any]) -> ProbeFacts:
 # ---- XGBoost against the pretrained features -------------------------------------------------------------------
 
 
+def compare(first: Mapping[str, Any], second: Mapping[str, Any], n_test: int) -> tuple[float, float, str]:
+    """(test accuracy difference, the test set's resolution, 'ahead' | 'level' | 'behind') of first vs second."""
+    difference = (accuracy(first) or 0.0) - (accuracy(second) or 0.0)
+    width = resolution(accuracy(second) or 0.0, n_test)
+    verdict = "level" if abs(difference) <= width else ("ahead" if difference > 0 else "behind")
+    return difference, width, verdict
+
+
 @dataclass(frozen=True)
 class XGBoostFacts:
+    """XGBoost on pixels against the pretrained backbone, used frozen (the probes) and fine-tuned."""
+
     xgboost: dict[str, Any] | None
-    pretrained: dict[str, Any] | None  # best run that uses the pretrained backbone
+    frozen: dict[str, Any] | None  # best probe on the frozen features
+    finetuned: dict[str, Any] | None  # best fine-tuning run
     surrogate: bool
     n_test: int
 
-    @property
-    def difference(self) -> float:
-        return (accuracy(self.xgboost) or 0.0) - (accuracy(self.pretrained) or 0.0)
+    def verdict(self, other: Mapping[str, Any] | None) -> str | None:
+        if self.xgboost is None or other is None:
+            return None
+        return compare(self.xgboost, other, self.n_test)[2]
 
-    @property
-    def resolution(self) -> float:
-        return resolution(accuracy(self.pretrained) or 0.0, self.n_test)
-
-    @property
-    def verdict(self) -> str:
-        """'ahead', 'level' (within the test set's resolution) or 'behind'."""
-        if abs(self.difference) <= self.resolution:
-            return "level"
-        return "ahead" if self.difference > 0 else "behind"
+    def _against(self, other: Mapping[str, Any], what: str) -> str:
+        difference, width, verdict = compare(self.xgboost, other, self.n_test)
+        relation = {"ahead": "ahead of", "behind": "behind",
+                    "level": f"level with (within the ±{unsigned_pp(width)} the test set resolves)"}[verdict]
+        return f"{relation} {what}, {named(other)} ({fmt.pct(accuracy(other))}, {signed_pp(difference)} for XGBoost)"
 
     def sentence(self) -> str:
-        if self.xgboost is None or self.pretrained is None:
+        if self.xgboost is None or (self.frozen is None and self.finetuned is None):
             missing = "XGBoost" if self.xgboost is None else "a baseline on the pretrained backbone"
             return f"This comparison needs {missing}, which this run left out (see `cnn_baselines`)."
-        xgb, pre = accuracy(self.xgboost), accuracy(self.pretrained)
-        head = (f"XGBoost on raw pixels reaches {fmt.pct(xgb)}; the best run on the pretrained backbone, "
-                f"{named(self.pretrained)}, {fmt.pct(pre)} ({signed_pp(self.difference)} for XGBoost)")
-        source = "features pretrained on a different task" if self.surrogate else "ImageNet features"
-        if self.verdict == "level":
-            text = (f"{head}. Within the ±{unsigned_pp(self.resolution)} the test set resolves, the pixels compete "
-                    f"with the {source}: a small model on a small crop finds as much signal as the deep one.")
-        elif self.verdict == "ahead":
-            text = (f"{head}. The pixels beat the {source} by more than the ±{unsigned_pp(self.resolution)} the "
-                    "test set resolves: whatever separates the classes is visible in the raw values of the centre "
-                    "crop, and the trees need no learned features to find it.")
-        else:
-            text = (f"{head}. The {source} win by more than the ±{unsigned_pp(self.resolution)} the test set "
-                    "resolves: raw pixel values of one crop are a poor representation next to features learned "
-                    "from many images.")
+        parts = [self._against(other, what) for other, what in ((self.frozen, "the best probe on frozen features"),
+                                                                (self.finetuned, "the best fine-tuning run"))
+                 if other is not None]
+        text = f"XGBoost on raw pixels reaches {fmt.pct(accuracy(self.xgboost))}: " + "; ".join(parts) + "."
+        source = "the surrogate's features" if self.surrogate else "the pretrained features"
+        frozen, tuned = self.verdict(self.frozen), self.verdict(self.finetuned)
+        if frozen in ("ahead", "level"):
+            text += (f" Used as they are, {source} tell real from fake no better than the raw values of a small "
+                     "centre crop")
+            text += (", and only once the backbone itself adapts does the network pull ahead." if tuned == "behind"
+                     else ".")
+        elif frozen == "behind":
+            text += (f" Even frozen, {source} carry more about real versus fake than the raw pixels of a crop.")
+        elif tuned == "behind":
+            text += " The fine-tuned network finds more than the trees do in the raw pixels."
+        elif tuned is not None:
+            text += " The trees on raw pixels hold their own against the fine-tuned network."
         if self.surrogate:
-            text += (" With ImageNet weights the pretrained side of this comparison could look quite different.")
+            text += " With ImageNet weights the pretrained side of this comparison could look quite different."
         return text
 
 
 def xgboost_facts(result: Mapping[str, Any]) -> XGBoostFacts:
-    return XGBoostFacts(best_run(result, ["xgboost"]), best_run(result, PRETRAINED), uses_surrogate(result),
-                        split_size(result, "test"))
+    return XGBoostFacts(best_run(result, ["xgboost"]), best_run(result, ["linear_probe", "sklearn_probe"]),
+                        best_run(result, ["finetune"]), uses_surrogate(result), split_size(result, "test"))
 
 
 # ---- tables ----------------------------------------------------------------------------------------------------
