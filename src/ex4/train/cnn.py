@@ -33,7 +33,7 @@ def batch_orders(n: int, batch_size: int, epochs: int, seed: int) -> list[list[t
 def fit_binary(model: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], labels: torch.Tensor, *,
                lr: float, batch_size: int, epochs: int, seed: int, device: torch.device,
                parameters: Iterable[nn.Parameter] | None = None, train_mode: bool = True,
-               autocast: torch.dtype | None = None, desc: str = "training") -> list[float]:
+               autocast: torch.dtype | None = None, desc: str = "training") -> list[float | None]:
     """Adam on BCEWithLogitsLoss over shuffled mini-batches; returns the mean training loss of each epoch.
 
     `inputs(indices)` gives the batch on `device`; `parameters` (default: all of `model`'s) are the ones that
@@ -44,6 +44,7 @@ def fit_binary(model: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor],
     trainable = [parameter for parameter in (model.parameters() if parameters is None else parameters)
                  if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)  # fp16 needs loss scaling
     loss_fn = nn.BCEWithLogitsLoss()
     targets = labels.to(device=device, dtype=torch.float32)
     epoch_losses = []
@@ -55,10 +56,12 @@ def fit_binary(model: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor],
             with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
                 logits = model(inputs(indices)).reshape(-1)
             loss = loss_fn(logits.float(), targets[indices.to(device)])
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             total += loss.detach() * len(indices)
-        epoch_losses.append(float(total) / len(labels))
+        mean = float(total) / len(labels)
+        epoch_losses.append(mean if math.isfinite(mean) else None)  # None: diverged (keeps the JSON standard)
     model.eval()
     return epoch_losses
 

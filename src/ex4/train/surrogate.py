@@ -82,6 +82,7 @@ def pretrain_surrogate(exclude: Iterable[int], side: int, crop: int, seed: int, 
     spec = InputSpec(normalize=True)
     model = resnet18_classifier(seed, classes=10).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
     loss_fn = torch.nn.CrossEntropyLoss()
     targets = torch.from_numpy(classes[train]).to(device)
     model.train()
@@ -91,10 +92,11 @@ def pretrain_surrogate(exclude: Iterable[int], side: int, crop: int, seed: int, 
             batch = to_input(rendered[train[indices.numpy()]], spec, device)
             with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
                 logits = model(batch)
-            loss_fn(logits.float(), targets[indices.to(device)]).backward()
-            optimizer.step()
+            scaler.scale(loss_fn(logits.float(), targets[indices.to(device)])).backward()
+            scaler.step(optimizer)
+            scaler.update()
     predicted = run_inference(model, rendered[held], spec, device, autocast, desc="surrogate held-out").argmax(1)
-    accuracy = float((predicted.numpy() == classes[held]).mean()) if len(held) else float("nan")
+    accuracy = float((predicted.numpy() == classes[held]).mean()) if len(held) else None
     info = {
         "source": SOURCE,
         "digits_used": int(len(kept)),
