@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -41,21 +42,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
     parser.add_argument("--reference-lrs", type=float, nargs="+", help="run only these lrs in the reference")
     parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
-                        help="ex4's autocast precision (default: the cnn_precision parameter, else auto)")
+                        help="ex4's numerics (default: the cnn_precision parameter, else auto); "
+                             "float32 = bit-identical to the reference")
     args = parser.parse_args(argv)
 
-    from ex4 import experiments, params
+    from ex4 import params
     from ex4.data import resolve_faces_dir
 
     profile = args.params or (str(Path("params/default.yml")) if Path("params/default.yml").is_file() else None)
     values = params.resolve_cli(profile, args.set)
     data_dir = resolve_faces_dir(values["faces_dir"])  # the bundled stand-in is built under the usual root
     values["faces_dir"] = str(data_dir)
+    if values["cnn_train_subset"] is not None:
+        parser.error("the reference trains on the whole training split; set cnn_train_subset=null")
     if args.precision:
         values["cnn_precision"] = args.precision  # the store is a fresh temp folder, so no stale key can hit
     scratch = Path(tempfile.mkdtemp(prefix="ex4-bench-cnn-"))
     os.environ["EX4_ROOT"] = str(scratch)  # cold decoded-image cache
+    try:
+        measure(values, scratch, args.reference_lrs)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def measure(values: dict, scratch: Path, reference_lrs: list[float] | None) -> None:
+    from ex4 import experiments
     from ex4.store import Store
+
+    data_dir = Path(values["faces_dir"])
 
     print(f"data: {data_dir}", flush=True)
     print(f"settings: image size {values['cnn_image_size']}, lrs {values['cnn_learning_rates']}, batch "
@@ -73,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     ex4_by_baseline: dict[str, float] = defaultdict(float)
     for run in result["runs"]:
         ex4_by_baseline[run["baseline"]] += run["wall_time"]
-    print(f"ex4: {ex4_time:.1f} s total ({result['precision']}, backbone {result['backbone']}); "
+    print(f"ex4: {ex4_time:.1f} s total ({result['numerics']}, backbone {result['backbone']}); "
           f"decode {timings.get('decode', 0):.1f} s, backbone {timings.get('backbone', 0):.1f} s "
           f"(surrogate pretraining {surrogate_time:.1f} s), features {timings.get('features', 0):.1f} s; "
           f"peak RSS {ex4_rss:.2f} GiB", flush=True)
@@ -82,11 +96,11 @@ def main(argv: list[str] | None = None) -> None:
 
     backbone_state = None
     if result["backbone"] != "none":
-        backbone_state = _backbone_state(result, values)
+        backbone_state = _backbone_state(result, scratch / "store")
     started = time.perf_counter()
-    reference = run_reference(Path(values["faces_dir"]), values, backbone_state, args.reference_lrs)
+    reference = run_reference(Path(values["faces_dir"]), values, backbone_state, reference_lrs)
     reference_measured = time.perf_counter() - started
-    lr_scale = len(values["cnn_learning_rates"]) / len(args.reference_lrs) if args.reference_lrs else 1.0
+    lr_scale = len(values["cnn_learning_rates"]) / len(reference_lrs) if reference_lrs else 1.0
     reference_by_baseline: dict[str, float] = defaultdict(float)
     for run in reference.values():
         scale = lr_scale if run["baseline"] in TORCH_BASELINES else 1.0
@@ -105,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{baseline:<14} {reference_by_baseline[baseline]:12.1f} {ours:8.1f} {ratio:7.1f}x{note}")
     print(f"{'surrogate':<14} {surrogate_time:12.1f} {surrogate_time:8.1f}  (same pretraining charged to both)")
     if lr_scale != 1.0:
-        print(f"reference ran lrs {args.reference_lrs} only ({reference_measured:.1f} s measured); torch "
+        print(f"reference ran lrs {reference_lrs} only ({reference_measured:.1f} s measured); torch "
               f"baselines scaled x{lr_scale:g}")
     print(f"peak RSS: ex4 phase {ex4_rss:.2f} GiB, whole process {reference_rss:.2f} GiB")
 
@@ -122,15 +136,14 @@ def main(argv: list[str] | None = None) -> None:
           f"ex4 {ex4_time:.0f} s), max |delta test acc| {max_delta:.2f} pp")
 
 
-def _backbone_state(result: dict, values: dict):
+def _backbone_state(result: dict, store_dir: Path):
     """The backbone ex4 used: the surrogate from its store entry, or the ImageNet/.pth file."""
     from ex4.models.resnet import read_state_file
     from ex4.store import Store
 
     info = result["backbone_info"]
     if "store_key" in info:
-        stored = Store(Path(os.environ["EX4_ROOT"]) / "store").load(info["store_key"])
-        return stored.tensors["backbone"]
+        return Store(store_dir).load(info["store_key"]).tensors["backbone"]
     return read_state_file(info["file"])
 
 

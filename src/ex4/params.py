@@ -177,6 +177,9 @@ SCHEMA: dict[str, Spec] = {
     "cnn_allow_download": Spec(False, boolean, "may torchvision download ImageNet weights"),
     "cnn_train_subset": Spec(None, optional(int_at_least(2)), "use only this many training images (smoke runs)"),
     "cnn_mistakes": Spec(5, int_at_least(1), "test images shown in the mistakes figure"),
+    "cnn_precision": Spec("auto", choice("auto", "float32", "bfloat16"),
+                          "torch arithmetic: auto = bf16 autocast + channels_last where native, else float32; "
+                          "float32 = bit-identical to a textbook loop"),
 }
 
 

@@ -34,6 +34,8 @@ class Experiment:
     params: tuple[str, ...]  # the parameter names its results depend on (and so its store key)
     code: tuple[str, ...]  # modules whose source defines its results
     compute: Callable[[Context], tuple[dict[str, Any], dict[str, Any]]]
+    # the store-key parameters when a name alone is not enough (e.g. `cnn_weights: auto` -> which weights)
+    key_params: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 def registry() -> dict[str, Experiment]:
@@ -66,7 +68,8 @@ def run(name: str, values: dict[str, Any], store: Store | None = None) -> Outcom
     experiment = experiments[name]
     store = store or Store()
     folder, files = data_dir_and_files(experiment.data, values)
-    key_params = {param: values[param] for param in experiment.params}  # data enter the key by content
+    key_params = (experiment.key_params(values) if experiment.key_params  # data enter the key by content
+                  else {param: values[param] for param in experiment.params})
     context = Context(params=values, data_dir=folder, store=store)
     outcome = store.get_or_compute(
         experiment.name,

@@ -11,8 +11,10 @@ What makes it fast without changing the numbers:
   (`cnn-features`); the linear probe at every learning rate and the scikit-learn probe train on them;
   without augmentation that is exactly training the head through the eval-mode backbone;
 - the surrogate backbone (when no ImageNet weights exist) is pretrained once and cached (`cnn-surrogate`);
-- inference under `torch.inference_mode()` in large batches, channels_last layout everywhere, mixed
-  precision where the hardware has it (bf16 on CPUs with AVX512-BF16/AMX; bf16/fp16 autocast on CUDA).
+- inference under `torch.inference_mode()` in large batches;
+- mixed precision plus channels_last where the hardware has native support (bf16 on CPUs with AVX512-BF16 or
+  AMX, bf16/fp16 on CUDA); plain float32 (`cnn_precision: float32`) instead reproduces a textbook float32 loop
+  bit for bit (same init, same batches; see benchmarks/reference_cnn.py).
 """
 
 from __future__ import annotations
@@ -31,13 +33,10 @@ import torch
 
 from ex4.errors import Ex4Error
 from ex4.experiments import Context, Experiment
-from ex4.params import SCHEMA
 
-# every parameter the results depend on; `cnn_precision` counts once the schema defines it
-PARAMS = tuple(name for name in (
-    "seed", "device", "cnn_baselines", "cnn_learning_rates", "cnn_batch_size", "cnn_epochs", "cnn_image_size",
-    "cnn_xgb_crop", "cnn_weights", "cnn_allow_download", "cnn_train_subset", "cnn_mistakes", "cnn_precision",
-) if name in SCHEMA)
+# every parameter the results depend on
+PARAMS = ("seed", "device", "cnn_baselines", "cnn_learning_rates", "cnn_batch_size", "cnn_epochs", "cnn_image_size",
+          "cnn_xgb_crop", "cnn_weights", "cnn_allow_download", "cnn_train_subset", "cnn_mistakes", "cnn_precision")
 CODE = ("ex4.models.resnet", "ex4.train.cnn", "ex4.train.features", "ex4.train.xgb", "ex4.train.surrogate",
         "ex4.train.device", "ex4.analysis.tables", "ex4.data.faces")
 PRETRAINED = ("linear_probe", "sklearn_probe", "finetune")
@@ -109,8 +108,7 @@ def key_params(values: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def load_backbone(ctx: Context, side: int, crop: int, device: torch.device,
-                  autocast: torch.dtype | None) -> Backbone:
+def load_backbone(ctx: Context, side: int, crop: int, device: torch.device, how) -> Backbone:
     from ex4.models import resnet
     from ex4.train import surrogate
 
@@ -124,27 +122,24 @@ def load_backbone(ctx: Context, side: int, crop: int, device: torch.device,
             return Backbone("imagenet", resnet.IMAGENET_LABEL, state, identity, {"file": str(path)})
         return Backbone(f"file:{path.name}", f"backbone weights from {path.name}", state, identity,
                         {"file": str(path)})
-    from ex4.train.features import precision_name
-
     excluded = excluded_digits(ctx.data_dir)
     exclusion = hashlib.sha256(json.dumps(excluded).encode()).hexdigest()
     key = {"seed": params["seed"], "resize": side, "crop": crop, "epochs": surrogate.EPOCHS,
            "excluded_digits": len(excluded), "exclusion_sha256": exclusion, "device_type": device.type,
-           "precision": precision_name(autocast)}
+           "numerics": how.name}
     outcome = ctx.store.get_or_compute(
         "cnn-surrogate", key, f"sklearn-digits;exclude={exclusion}",
         ("ex4.train.surrogate", "ex4.models.resnet", "ex4.train.features", "ex4.train.cnn"),
-        lambda: _surrogate_entry(excluded, side, crop, params["seed"], device, autocast))
+        lambda: _surrogate_entry(excluded, side, crop, params["seed"], device, how))
     info = {**outcome.result, "store_key": outcome.key, "from_store": outcome.hit}
     return Backbone(f"surrogate:{surrogate.SOURCE}", surrogate.LABEL, outcome.tensors["backbone"],
                     f"surrogate:{outcome.key}", info)
 
 
-def _surrogate_entry(excluded: list[int], side: int, crop: int, seed: int, device: torch.device,
-                     autocast: torch.dtype | None):
+def _surrogate_entry(excluded: list[int], side: int, crop: int, seed: int, device: torch.device, how):
     from ex4.train.surrogate import pretrain_surrogate
 
-    state, info = pretrain_surrogate(excluded, side, crop, seed, device, autocast)
+    state, info = pretrain_surrogate(excluded, side, crop, seed, device, how)
     return info, {"backbone": state}
 
 
@@ -206,7 +201,7 @@ def class_counts(labels: np.ndarray) -> dict[str, int]:
 class Setup:
     params: dict[str, Any]
     device: torch.device
-    autocast: torch.dtype | None
+    how: Any  # ex4.train.features.Numerics
     images: Images
     backbone: Backbone | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -252,12 +247,10 @@ def run_xgboost(setup: Setup) -> list[tuple[dict, dict]]:
 
 
 def torch_run_params(setup: Setup, lr: float, image_size: int, normalize: bool) -> dict[str, Any]:
-    from ex4.train.features import precision_name
-
     params = setup.params
     return {"lr": lr, "optimizer": "adam", "loss": "BCEWithLogitsLoss", "batch_size": params["cnn_batch_size"],
             "epochs": params["cnn_epochs"], "image_size": image_size, "normalize": "imagenet" if normalize else None,
-            "seed": params["seed"], "device": setup.device.type, "precision": precision_name(setup.autocast)}
+            "seed": params["seed"], "device": setup.device.type, "numerics": setup.how.name}
 
 
 def run_full_network(setup: Setup, baseline: str) -> list[tuple[dict, dict]]:
@@ -278,12 +271,13 @@ def run_full_network(setup: Setup, baseline: str) -> list[tuple[dict, dict]]:
     results = []
     for lr in params["cnn_learning_rates"]:
         started = time.perf_counter()
-        model = resnet18_binary(params["seed"], state).to(setup.device, memory_format=torch.channels_last)
-        losses = fit_binary(model, lambda rows: to_input(train_images[rows.numpy()], spec, setup.device),
+        model = resnet18_binary(params["seed"], state)
+        losses = fit_binary(model, lambda rows: to_input(train_images[rows.numpy()], spec, setup.device,
+                                                         setup.how.channels_last),
                             torch.from_numpy(train_labels), lr=lr, batch_size=params["cnn_batch_size"],
                             epochs=params["cnn_epochs"], seed=params["seed"], device=setup.device,
-                            autocast=setup.autocast, desc=f"{baseline} lr={lr:g}")
-        logits = {split: run_inference(model, data[split][0], spec, setup.device, setup.autocast,
+                            how=setup.how, desc=f"{baseline} lr={lr:g}")
+        logits = {split: run_inference(model, data[split][0], spec, setup.device, setup.how,
                                        desc=f"{baseline} lr={lr:g} {split}").reshape(-1)
                   for split in ("val", "test")}
         labels = {split: data[split][1] for split in ("val", "test")}
@@ -298,13 +292,13 @@ def backbone_features(ctx: Context, setup: Setup) -> dict[str, torch.Tensor]:
     """512-d features of every split through the frozen backbone: from the store, or computed once."""
     from ex4.store import fingerprint_files
     from ex4.data.faces import faces_files
-    from ex4.train.features import precision_name, resize_side
+    from ex4.train.features import resize_side
 
     params = setup.params
     size = params["cnn_image_size"]
     key = {"backbone": setup.backbone.identity, "image_size": size, "resize": resize_side(size),
            "normalize": "imagenet", "train_subset": params["cnn_train_subset"], "seed": params["seed"],
-           "device_type": setup.device.type, "precision": precision_name(setup.autocast)}
+           "device_type": setup.device.type, "numerics": setup.how.name}
     started = time.perf_counter()
     outcome = ctx.store.get_or_compute(
         "cnn-features", key, fingerprint_files(faces_files(ctx.data_dir), root=ctx.data_dir),
@@ -324,7 +318,7 @@ def _features_entry(setup: Setup):
     tensors = {}
     for split in ("train", "val", "test"):
         images, _ = setup.images.split(split, resize_side(size), size)
-        tensors[split] = run_inference(model, images, InputSpec(normalize=True), setup.device, setup.autocast,
+        tensors[split] = run_inference(model, images, InputSpec(normalize=True), setup.device, setup.how,
                                        desc=f"backbone features ({split})")
     return {"shapes": {split: list(value.shape) for split, value in tensors.items()}}, tensors
 
@@ -386,7 +380,7 @@ def use_all_cores() -> None:
 def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     from ex4.analysis.tables import mistakes_summary, rank_runs, summarize
     from ex4.train.device import pick_device
-    from ex4.train.features import precision, precision_name, resize_side
+    from ex4.train.features import numerics, resize_side
 
     params = ctx.params
     baselines = list(params["cnn_baselines"])
@@ -397,7 +391,7 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     started = time.perf_counter()
     use_all_cores()
     device = pick_device(params["device"])
-    autocast = precision(device, params.get("cnn_precision", "auto"))
+    how = numerics(device, params["cnn_precision"])
 
     images = Images(ctx.data_dir)
     first_size = size if "scratch" in baselines else resize_side(size) if set(baselines) & set(PRETRAINED) \
@@ -406,12 +400,12 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     rows = train_subset_rows(reference.train.labels, params["cnn_train_subset"], params["seed"])
     images.train_rows = rows
     train_labels = reference.train.labels if rows is None else reference.train.labels[rows]
-    setup = Setup(params, device, autocast, images)
+    setup = Setup(params, device, how, images)
     setup.timings["decode"] = time.perf_counter() - started
 
     if set(baselines) & set(PRETRAINED):
         t0 = time.perf_counter()
-        setup.backbone = load_backbone(ctx, resize_side(size), size, device, autocast)
+        setup.backbone = load_backbone(ctx, resize_side(size), size, device, how)
         setup.timings["backbone"] = time.perf_counter() - t0
 
     done: list[tuple[dict, dict]] = []
@@ -450,7 +444,7 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
             "test_ids": test_ids,
         },
         "device": device.type,
-        "precision": precision_name(autocast),
+        "numerics": how.name,
         "runs": runs,
         "summary": summarize(runs, 2, baselines),
         "ranking": ranking,
@@ -474,5 +468,6 @@ EXPERIMENTS = [
         params=PARAMS,
         code=CODE,
         compute=compute_cnn,
+        key_params=key_params,
     )
 ]

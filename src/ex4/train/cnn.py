@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ex4.train.features import progress
+from ex4.train.features import EXACT, Numerics, progress
 
 
 def batch_orders(n: int, batch_size: int, epochs: int, seed: int) -> list[list[torch.Tensor]]:
@@ -33,18 +33,19 @@ def batch_orders(n: int, batch_size: int, epochs: int, seed: int) -> list[list[t
 def fit_binary(model: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], labels: torch.Tensor, *,
                lr: float, batch_size: int, epochs: int, seed: int, device: torch.device,
                parameters: Iterable[nn.Parameter] | None = None, train_mode: bool = True,
-               autocast: torch.dtype | None = None, desc: str = "training") -> list[float | None]:
+               how: Numerics = EXACT, desc: str = "training") -> list[float | None]:
     """Adam on BCEWithLogitsLoss over shuffled mini-batches; returns the mean training loss of each epoch.
 
-    `inputs(indices)` gives the batch on `device`; `parameters` (default: all of `model`'s) are the ones that
-    train; `train_mode=False` keeps the model in eval mode (a frozen backbone's BatchNorm statistics stay put).
+    `inputs(indices)` gives the batch on `device` (in `how`'s layout); `parameters` (default: all of `model`'s)
+    are the ones that train; `train_mode=False` keeps the model in eval mode (a frozen backbone's BatchNorm
+    statistics stay put).
     """
-    model.to(device)
+    model.to(device, memory_format=how.memory_format)
     model.train(train_mode)
     trainable = [parameter for parameter in (model.parameters() if parameters is None else parameters)
                  if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)  # fp16 needs loss scaling
+    scaler = torch.amp.GradScaler(device.type, enabled=how.autocast == torch.float16)  # fp16 needs loss scaling
     loss_fn = nn.BCEWithLogitsLoss()
     targets = labels.to(device=device, dtype=torch.float32)
     epoch_losses = []
@@ -53,7 +54,7 @@ def fit_binary(model: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor],
         total = torch.zeros((), device=device)
         for indices in progress(batches, len(batches), f"{desc} (epoch {epoch + 1}/{epochs})"):
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            with how.context(device):
                 logits = model(inputs(indices)).reshape(-1)
             loss = loss_fn(logits.float(), targets[indices.to(device)])
             scaler.scale(loss).backward()

@@ -4,8 +4,10 @@ Images arrive decoded once (uint8 NHWC, see `ex4.data.faces`); each batch is tur
 when it is used, so a split never sits in memory four times larger as float32. The arithmetic matches
 torchvision's `ToTensor()` (+ `Normalize(mean, std)` for pretrained backbones) bit for bit.
 
-Inference runs under `torch.inference_mode()` with large batches and channels_last memory layout (faster for
-convolutions on both CPU and GPU), in mixed precision where the hardware supports it (see `precision`).
+Inference runs under `torch.inference_mode()` with large batches. How the arithmetic is done is a `Numerics`:
+plain float32 in torch's default (NCHW) layout reproduces a textbook loop bit for bit; mixed precision with
+channels_last layout is up to 2x faster (bf16 on CPUs with native bf16 kernels, bf16/fp16 on CUDA) but rounds
+differently, which moves the accuracy of unstable runs (see `numerics`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def resize_side(image_size: int) -> int:
     return int(round(image_size * 256 / 224))
 
 
-def to_input(images: np.ndarray, spec: InputSpec, device: torch.device, channels_last: bool = True) -> torch.Tensor:
+def to_input(images: np.ndarray, spec: InputSpec, device: torch.device, channels_last: bool = False) -> torch.Tensor:
     """uint8 [b, H, W, 3] -> float32 [b, 3, H, W] on `device`, scaled as ToTensor (and Normalize) would."""
     batch = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
     batch = batch.permute(0, 3, 1, 2).float().div(255)
@@ -60,21 +62,47 @@ def to_input(images: np.ndarray, spec: InputSpec, device: torch.device, channels
     return batch.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def precision(device: torch.device, requested: str = "auto") -> torch.dtype | None:
-    """Autocast dtype for `requested` ("auto" | "float32" | "bfloat16"), or None for plain float32.
+@dataclass(frozen=True)
+class Numerics:
+    """Autocast dtype (None = float32) and memory layout used for every forward and backward pass."""
 
-    auto: on CUDA bfloat16 where supported, else float16; on a CPU bfloat16 only when oneDNN has native bf16
-    kernels (AVX512-BF16 or AMX), since emulated bf16 is slower than float32; otherwise float32.
+    autocast: torch.dtype | None = None
+    channels_last: bool = False
+
+    @property
+    def name(self) -> str:
+        dtype = "float32" if self.autocast is None else f"{str(self.autocast).removeprefix('torch.')} autocast"
+        return dtype + (", channels_last" if self.channels_last else "")
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def context(self, device: torch.device):
+        return torch.autocast(device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None)
+
+
+EXACT = Numerics()  # what a textbook loop does: float32, NCHW
+
+
+def numerics(device: torch.device, requested: str = "auto") -> Numerics:
+    """The `Numerics` for `requested` ("auto" | "float32" | "bfloat16") on `device`.
+
+    float32 keeps torch's default layout, so results equal a textbook float32 loop bit for bit. auto picks mixed
+    precision where it is native (CUDA: bf16, else fp16; CPU: bf16 only with AVX512-BF16/AMX kernels, since
+    emulated bf16 is slower than float32) plus channels_last, and float32 elsewhere. Mixed precision is what
+    lets 224 px fit the time budget on a 2-core CPU; its different rounding moves the test accuracy of unstable
+    runs (one epoch of ResNet18 from scratch) by several points, as float32 channels_last alone already does.
     """
     if requested == "float32":
-        return None
+        return EXACT
     if requested == "bfloat16":
-        return torch.bfloat16
+        return Numerics(torch.bfloat16, channels_last=True)
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return Numerics(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16, channels_last=True)
     if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
+        return Numerics(torch.bfloat16, channels_last=True)
+    return EXACT
 
 
 def cpu_has_native_bf16() -> bool:
@@ -82,10 +110,6 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def precision_name(dtype: torch.dtype | None) -> str:
-    return "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
 
 
 def eval_batch_size(image_size: int) -> int:
@@ -104,17 +128,15 @@ def progress(iterable, total: int, desc: str):
 
 
 def run_inference(model: nn.Module, images: np.ndarray, spec: InputSpec, device: torch.device,
-                  autocast: torch.dtype | None = None, batch_size: int | None = None,
-                  desc: str = "inference") -> torch.Tensor:
+                  how: Numerics = EXACT, batch_size: int | None = None, desc: str = "inference") -> torch.Tensor:
     """`model` applied to every image in eval mode; float32 output rows on the CPU, in input order."""
     model.eval()
-    model.to(device, memory_format=torch.channels_last)
+    model.to(device, memory_format=how.memory_format)
     batch_size = batch_size or eval_batch_size(images.shape[1])
     outputs = []
-    with torch.inference_mode(), torch.autocast(device.type, dtype=autocast or torch.float32,
-                                                enabled=autocast is not None):
+    with torch.inference_mode(), how.context(device):
         for part in progress(chunks(len(images), batch_size), -(-len(images) // batch_size), desc):
-            outputs.append(model(to_input(images[part], spec, device)).float().cpu())
+            outputs.append(model(to_input(images[part], spec, device, how.channels_last)).float().cpu())
     if not outputs:
         return torch.empty(0)
     return torch.cat(outputs)

@@ -21,7 +21,7 @@ import torch
 
 from ex4.models.resnet import backbone_state, resnet18_classifier
 from ex4.train.cnn import batch_orders
-from ex4.train.features import InputSpec, centre_crop, precision_name, progress, run_inference, to_input
+from ex4.train.features import EXACT, InputSpec, Numerics, centre_crop, progress, run_inference, to_input
 
 SOURCE = "sklearn-digits (10-class digit recognition)"
 LABEL = "backbone pretrained on sklearn digits (10-class digit recognition), not ImageNet"
@@ -65,7 +65,7 @@ def render_digits(digits: np.ndarray, side: int, crop: int, seed: int) -> np.nda
 
 
 def pretrain_surrogate(exclude: Iterable[int], side: int, crop: int, seed: int, device: torch.device,
-                       autocast: torch.dtype | None = None, epochs: int | None = None
+                       how: Numerics = EXACT, epochs: int | None = None
                        ) -> tuple[dict[str, torch.Tensor], dict]:
     """Train ResNet18 on the allowed digits; returns its backbone state dict and a short report.
 
@@ -80,22 +80,22 @@ def pretrain_surrogate(exclude: Iterable[int], side: int, crop: int, seed: int, 
     held = np.sort(order[: int(round(HELD_OUT_SHARE * len(kept)))])
     train = np.sort(order[len(held):])
     spec = InputSpec(normalize=True)
-    model = resnet18_classifier(seed, classes=10).to(device, memory_format=torch.channels_last)
+    model = resnet18_classifier(seed, classes=10).to(device, memory_format=how.memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=how.autocast == torch.float16)
     loss_fn = torch.nn.CrossEntropyLoss()
     targets = torch.from_numpy(classes[train]).to(device)
     model.train()
     for epoch, batches in enumerate(batch_orders(len(train), BATCH_SIZE, epochs, seed)):
         for indices in progress(batches, len(batches), f"surrogate pretraining (epoch {epoch + 1}/{epochs})"):
             optimizer.zero_grad(set_to_none=True)
-            batch = to_input(rendered[train[indices.numpy()]], spec, device)
-            with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+            batch = to_input(rendered[train[indices.numpy()]], spec, device, how.channels_last)
+            with how.context(device):
                 logits = model(batch)
             scaler.scale(loss_fn(logits.float(), targets[indices.to(device)])).backward()
             scaler.step(optimizer)
             scaler.update()
-    predicted = run_inference(model, rendered[held], spec, device, autocast, desc="surrogate held-out").argmax(1)
+    predicted = run_inference(model, rendered[held], spec, device, how, desc="surrogate held-out").argmax(1)
     accuracy = float((predicted.numpy() == classes[held]).mean()) if len(held) else None
     info = {
         "source": SOURCE,
@@ -108,7 +108,7 @@ def pretrain_surrogate(exclude: Iterable[int], side: int, crop: int, seed: int, 
         "learning_rate": LEARNING_RATE,
         "batch_size": BATCH_SIZE,
         "input": {"resize": side, "crop": crop, "normalize": "imagenet"},
-        "precision": precision_name(autocast),
+        "numerics": how.name,
         "wall_time": time.perf_counter() - started,
     }
     return backbone_state(model), info
