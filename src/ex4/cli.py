@@ -7,27 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from ex4.errors import Ex4Error
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN/inf become null so that `--json` output is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    return value
 
 
 # ---- commands ------------------------------------------------------------------------------------------------
@@ -63,7 +50,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ex4 import params
     from ex4.experiments import registry, run
-    from ex4.store import Store
+    from ex4.store import Store, json_safe
 
     if args.experiment == "list":
         for name, experiment in registry().items():
@@ -80,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         "runs": outcome.result.get("runs", [])})
     if args.json:
         payload = outputs[0] if len(outputs) == 1 else outputs
-        print(json.dumps(_json_safe(payload), indent=1))
+        print(json.dumps(json_safe(payload), indent=1))
     return 0
 
 

