@@ -48,12 +48,20 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def report(session: nox.Session) -> None:
-    """Tests, then the whole book (HTML + PDF) into _book/. `-- --params FILE` picks a parameter profile."""
+    """Tests, then the whole book (HTML + PDF) into _book/, then the book checks on what was published.
+
+    `-- --params FILE` picks a parameter profile. The book checks (every chapter and figure, no error
+    output, no dangling cross-reference, a PDF with the figures, headless Chromium) run on `_book/` itself
+    rather than on a throw-away smoke book: the same assertions, on the book people read, and the build
+    does not render the book twice.
+    """
     ensure_env(session)
     args = list(session.posargs)
     session.run(PYTHON, "-m", "ex4.cli", "data", "build", "--if-missing", external=True)
-    session.run(PYTHON, "-m", "pytest", "-q", external=True)
+    session.run(PYTHON, "-m", "pytest", "-q", "-m", "not book", external=True)
     session.run(PYTHON, "-m", "ex4.cli", "render", *args, external=True)
+    session.run(PYTHON, "-m", "pytest", "-q", "-m", "book", external=True,
+                env={"EX4_BOOK_DIR": str(ROOT / "_book"), "EX4_SCREENSHOT_DIR": str(ROOT / ".ex4" / "screenshots")})
 
 
 @nox.session(venv_backend="none")

@@ -100,8 +100,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def smoke_book(tmp_path_factory):
-    """The real book rendered by ex4's own renderer under params/smoke.yml into a temp folder (not _book/)."""
-    from ex4.render import render_book
+    """The real book rendered by ex4's own renderer under params/smoke.yml into a temp folder (not _book/).
 
+    With EX4_BOOK_DIR set (`nox -s report` does, after rendering), the book already in that folder is
+    checked instead: the published book gets the same checks as the smoke one."""
+    import os
+
+    from ex4.render import read_book, render_book
+
+    given = os.environ.get("EX4_BOOK_DIR")
+    if given:
+        return read_book(PROJECT_ROOT, Path(given))
     return render_book(PROJECT_ROOT, params_file=PROJECT_ROOT / "params" / "smoke.yml",
                        out_dir=tmp_path_factory.mktemp("smoke") / "book", renderer="ex4")

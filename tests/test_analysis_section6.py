@@ -89,6 +89,25 @@ def test_val_loss_rising_off_its_minimum_while_training_falls_is_over_fitting():
     assert long_run.gap_acc == pytest.approx(0.3)
 
 
+def test_a_spike_in_the_last_epoch_of_a_noisy_run_is_not_over_fitting():
+    rng = np.random.default_rng(0)
+    val = list(1.5 - 0.002 * np.arange(100) + rng.normal(0, 0.03, 100))
+    val[-1] = min(val) + 0.06  # one bad epoch at the end, after the lowest one
+    train = list(1.5 - 0.0021 * np.arange(100))
+    long_run = facts.long_run_facts(fake_run("base", {"val_loss": val, "train_loss": train}, epochs=100))
+    assert long_run.verdict != "overfits" and long_run.smoothing == 10
+    assert "running mean over 10 epochs" in long_run.verdict_sentence()
+
+
+def test_a_sustained_rise_of_a_noisy_run_is_over_fitting():
+    rng = np.random.default_rng(1)
+    trend = np.concatenate([np.linspace(1.5, 1.0, 50), np.linspace(1.0, 1.4, 50)])
+    val = list(trend + rng.normal(0, 0.03, 100))
+    train = list(np.linspace(1.5, 0.5, 100))
+    long_run = facts.long_run_facts(fake_run("base", {"val_loss": val, "train_loss": train}, epochs=100))
+    assert long_run.verdict == "overfits" and 45 <= long_run.best_val_epoch <= 65
+
+
 def test_val_loss_still_falling_at_the_end_is_under_fitting():
     run = fake_run("base", {"val_loss": [3.0, 2.5, 2.0, 1.6, 1.3], "train_loss": [3.1, 2.6, 2.1, 1.7, 1.4]})
     long_run = facts.long_run_facts(run)

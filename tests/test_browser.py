@@ -1,8 +1,8 @@
 """Open the rendered book in headless Chromium: images load, no console errors, no network, math renders.
 
 In CI (EX4_REQUIRE_BROWSER=1) a missing browser fails instead of skipping.
-Reads the book at $EX4_BROWSER_BOOK (e.g. `_book/index.html` after `nox -s report`) when set; otherwise
-the real book rendered under params/smoke.yml (the session's `smoke_book`). Needs Debian's `chromium` and `chromium-driver`; skipped with the reason when absent.
+Reads the session's `smoke_book`: the real book rendered under params/smoke.yml, or the book in
+$EX4_BOOK_DIR (`nox -s report` points it at `_book/` after rendering). Needs Debian's `chromium` and `chromium-driver`; skipped with the reason when absent.
 Saves screenshots beside the book's index page (or in $EX4_SCREENSHOT_DIR).
 """
 
@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.book]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -25,13 +25,8 @@ LOCAL_SCHEMES = {"data", "file", "about", "blob"}
 
 
 @pytest.fixture(scope="module")
-def book_index(request) -> Path:
-    given = os.environ.get("EX4_BROWSER_BOOK")
-    if given:
-        path = Path(given).resolve()
-        assert path.is_file(), f"EX4_BROWSER_BOOK={given} is not a file"
-        return path
-    return request.getfixturevalue("smoke_book").html_index  # the real book under params/smoke.yml
+def book_index(smoke_book) -> Path:
+    return smoke_book.html_index
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """The command line: one line on stderr and a non-zero exit for bad input, nothing written to the store."""
 
-import json
 import subprocess
 import sys
 

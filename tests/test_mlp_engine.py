@@ -28,6 +28,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def torch_engine(monkeypatch):
+    """These tests are about the torch engine (bit-identity with the textbook loop); the CPU kernel has its own
+    tests in test_mlp_kernel.py."""
+    monkeypatch.setenv("EX4_MLP_ENGINE", "torch")
+
+
 def voronoi(n, generator):
     """Stand-in cities: uniform points in a Europe-sized box, labelled by the nearest of N_CLASSES centres."""
     scale, offset = torch.tensor([40.0, 30.0]), torch.tensor([-10.0, 35.0])

@@ -178,3 +178,50 @@ def test_batch_norm_with_single_samples_is_a_parameter_error(tiny):
         run("mlp-batch-size", {**values, "mlp_batch_norm": True, "mlp_batch_sizes": [1, 8]}, store=store)
     with pytest.raises(Ex4Error, match="mlp_batch_size"):
         run("mlp-batchnorm", {**values, "mlp_batch_size": 1}, store=store)
+
+
+def test_experiments_share_identical_runs_through_the_store(tmp_path, monkeypatch):
+    """mlp-batchnorm's run without batch norm is mlp-epochs' run: stored once, trained once (kernel engine)."""
+    import ex4.experiments.section6 as section6
+
+    folder = write_cities(tmp_path / "europe", seed=3)
+    values = params.resolve(("test", {**TINY, "europe_dir": str(folder), "mlp_engine": "kernel"}))
+    store = Store(tmp_path / "store")
+    trained = []
+    real_train_runs = section6.train_runs
+
+    def counting(specs, *args, **kwargs):
+        trained.extend(spec.label for spec in specs)
+        return real_train_runs(specs, *args, **kwargs)
+
+    monkeypatch.setattr(section6, "train_runs", counting)
+    epochs = run("mlp-epochs", values, store=store)
+    both = run("mlp-batchnorm", values, store=store)
+    assert trained == ["base", "with batch norm"]  # the run without batch norm came from the store
+    without = next(entry for entry in both.result["runs"] if not entry["arch"]["batch_norm"])
+    assert without["history"] == epochs.result["runs"][0]["history"] and without["label"] == "without batch norm"
+    assert sum(entry["experiment"] == "mlp-run" for entry in store.entries()) == 2
+
+    trained.clear()  # the torch engine batches runs differently, so it stores none and shares none
+    torch_values = {**values, "mlp_engine": "torch"}
+    run("mlp-epochs", torch_values, store=store)
+    run("mlp-batchnorm", torch_values, store=store)
+    assert trained == ["base", "without batch norm", "with batch norm"]
+    assert sum(entry["experiment"] == "mlp-run" for entry in store.entries()) == 2
+
+
+def test_a_kernel_run_computes_the_same_alone_or_beside_another_input(tmp_path):
+    """Raw and sine runs train in separate kernel groups, so the raw model of mlp-implicit is bit for bit the
+    base shape of mlp-shapes (and can be shared)."""
+    from ex4.data.europe import load_europe
+    from ex4.models.mlp import Architecture
+    from ex4.train.mlp_engine import RunSpec, Splits, train_runs
+
+    data = load_europe(write_cities(tmp_path / "europe", seed=4))
+    splits = Splits.from_arrays({name: (part.x, part.y) for name, part in data.splits().items()}, data.n_classes)
+    raw, sine = (RunSpec(label, Architecture(2, 6, data.n_classes, batch_norm=True, implicit=flag), 0.01, 16, 2)
+                 for label, flag in (("raw", False), ("sine", True)))
+    together = train_runs([raw, sine], splits, seed=0, progress=False, engine="kernel")[0]
+    alone = train_runs([raw], splits, seed=0, progress=False, engine="kernel")[0]
+    assert together.history == alone.history
+    assert all(torch.equal(together.state_dict[key], alone.state_dict[key]) for key in alone.state_dict)

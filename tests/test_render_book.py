@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ex4.errors import Ex4Error
-from ex4.render import render_book, render_chapter
+from ex4.render import read_book, render_book, render_chapter
 from ex4.render.parameters import parameter_hash
 from render_toy import tree_digest, write_toy_book
 
@@ -40,6 +40,15 @@ def test_every_chapter_becomes_a_page_beside_one_pdf_and_the_build_log(toy):
     assert result.renderer.startswith("ex4 (papermill")
     assert (book / "build-log.jsonl").is_file()
     assert not list(root.glob("._book-*")), "the temporary build folder was left behind"
+
+
+def test_a_rendered_book_can_be_read_back_for_checking(toy, tmp_path):
+    root, result, _ = toy
+    again = read_book(root)
+    assert (again.html_index, again.pdf, again.pages, again.renderer) == \
+        (result.html_index, result.pdf, result.pages, result.renderer)
+    with pytest.raises(Ex4Error, match="no rendered book"):
+        read_book(root, tmp_path / "empty")
 
 
 def test_cross_references_resolve_across_pages(toy):

@@ -164,6 +164,9 @@ SCHEMA: dict[str, Spec] = {
     "mlp_gradient_layers": Spec([0, 30, 60, 90, 95, 99], list_of(int_at_least(0), unique=True),
                                 "layers whose gradient norm is tracked"),
     "mlp_region_grid": Spec(400, int_at_least(8), "grid points per side for region counts and decision-boundary maps"),
+    "mlp_engine": Spec("auto", choice("auto", "torch", "kernel"),
+                       "MLP training engine: auto = compiled CPU kernel on the CPU, torch on CUDA; torch = "
+                       "bit-identical to a textbook loop for single runs"),
     # Section 7
     "cnn_baselines": Spec(list(BASELINES), list_of(choice(*BASELINES), unique=True), "baselines to run"),
     "cnn_learning_rates": Spec([0.1, 0.01, 0.001, 0.0001, 0.00001], list_of(positive_float, unique=True),

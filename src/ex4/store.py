@@ -184,6 +184,13 @@ class Store:
             rows.append({"key": folder.name, "size": size, **meta})
         return rows
 
+    def lookup(self, experiment: str, params: dict[str, Any], data_fingerprint: str,
+               code_modules: Iterable[str]) -> Outcome | None:
+        """The stored outcome for these inputs, or None: what `get_or_compute` would return without computing
+        (lets a caller find which of many pieces are missing and compute those together)."""
+        code_fingerprint = fingerprint_code(sorted(set(code_modules)))
+        return self.load(make_key(experiment, params, data_fingerprint, code_fingerprint))
+
     # ---- writing -------------------------------------------------------------------------------------------
     def get_or_compute(
         self,

@@ -240,6 +240,14 @@ class LongRunFacts:
     val_acc_spread_in_window: float  # max - min validation accuracy over the window
     verdict: str  # "overfits" | "still improving" | "converged" | "diverged"
     baseline_loss: float | None = None  # `prior_loss`, when the chapter gives it
+    smoothing: int = 1  # epochs per running mean of the validation loss behind the verdict
+
+    @property
+    def loss_phrase(self) -> str:
+        """What the verdict was judged on, for the sentences."""
+        if self.smoothing == 1:
+            return "the validation loss"
+        return f"the validation loss (as a running mean over {fmt.num(self.smoothing)} epochs)"
 
     def baseline_sentence(self) -> str:
         loss = self.final["val_loss"]
@@ -269,19 +277,24 @@ class LongRunFacts:
         if self.verdict == "diverged":
             return f"The run diverged; its last finite values say {gap}."
         if self.verdict == "overfits":
-            return (f"The run over-fits: the validation loss was lowest in epoch {self.best_val_epoch} and has "
+            return (f"The run over-fits: {self.loss_phrase} was lowest in epoch {self.best_val_epoch} and has "
                     f"since risen by {fmt.num(self.val_loss_rise_from_best)} while the training loss kept falling; "
                     f"{gap}.")
         if self.verdict == "still improving":
-            return (f"There is no sign of over-fitting — {gap} — and the validation loss still fell by "
+            return (f"There is no sign of over-fitting — {gap} — and {self.loss_phrase} still fell by "
                     f"{fmt.num(self.val_loss_drop_in_window)} over the last {fmt.num(self.window)} epochs: "
                     "the model under-fits, and more epochs or a larger step would still pay.")
         if self.stuck:
             return (f"The validation loss barely moved over the last {fmt.num(self.window)} epochs, yet at "
                     f"{fmt.num(self.final['val_loss'])} it is no lower than the {fmt.num(self.baseline_loss)} of "
                     f"predicting the class frequencies alone: the run is stuck rather than finished ({gap}).")
-        return (f"The validation loss has levelled off (best in epoch {self.best_val_epoch}) and {gap}: "
-                "neither over- nor under-fitting shows.")
+        subject = self.loss_phrase[0].upper() + self.loss_phrase[1:]
+        if self.best_val_epoch == self.epochs and self.val_loss_drop_in_window > 0:
+            return (f"{subject} is lowest at the end, but over the last {fmt.num(self.window)} epochs it fell by only "
+                    f"{fmt.num(self.val_loss_drop_in_window)}, no more than its epoch-to-epoch wobble: the run has "
+                    f"nearly levelled off, and {gap}; neither over- nor under-fitting shows clearly.")
+        return (f"{subject} has levelled off (lowest in epoch {self.best_val_epoch}) and {gap}: neither over- nor "
+                "under-fitting shows.")
 
     @property
     def stuck(self) -> bool:
@@ -303,27 +316,38 @@ class LongRunFacts:
 
 
 def long_run_facts(run: Mapping[str, Any], baseline_loss: float | None = None) -> LongRunFacts:
+    """Over- or under-fitting judged on the trend of the validation loss, not on single epochs.
+
+    The loss of one epoch wobbles (SGD noise, cities near borders), so the verdict compares running means over
+    `smoothing` epochs (a tenth of the run), and a change counts only when it exceeds three standard errors of
+    such a mean as well as a relative tolerance: a spike in the last epoch is not over-fitting."""
     val_loss = finite_history(run, "val_loss")
     train_loss = finite_history(run, "train_loss")
     val_acc = finite_history(run, "val_acc")
     epochs = int(run["params"]["epochs"])
     window = max(1, min(len(val_loss) - 1, max(2, epochs // 10))) if len(val_loss) > 1 else 0
-    best_index = int(np.argmin(val_loss)) if val_loss else 0
-    drop = val_loss[-1 - window] - val_loss[-1] if window else 0.0
-    rise = val_loss[-1] - val_loss[best_index] if val_loss else 0.0
+    smoothing = max(1, len(val_loss) // 10)
+    means = np.convolve(val_loss, np.ones(smoothing) / smoothing, mode="valid") if val_loss else np.zeros(0)
+    residuals = np.asarray(val_loss[smoothing - 1:]) - means if len(means) else np.zeros(0)
+    noise = 3 * float(np.std(residuals)) / math.sqrt(smoothing) if smoothing > 1 else 0.0
+    best_mean = int(np.argmin(means)) if len(means) else 0
+    best_index = best_mean + smoothing - 1  # the epoch that closes the lowest running mean
+    lag = min(window, len(means) - 1) if len(means) > 1 else 0
+    drop = float(means[-1 - lag] - means[-1]) if lag else 0.0
+    rise = float(means[-1] - means[best_mean]) if len(means) else 0.0
     spread = (max(val_acc[-window - 1:]) - min(val_acc[-window - 1:])) if window and val_acc else 0.0
-    scale = abs(val_loss[best_index]) if val_loss else 1.0
+    scale = abs(float(means[best_mean])) if len(means) else 1.0
     train_fell = len(train_loss) > best_index + 1 and train_loss[-1] < train_loss[best_index]
     if run["diverged"]:
         verdict = "diverged"
-    elif rise > FLAT_TOLERANCE * 5 * scale and train_fell:
+    elif rise > max(FLAT_TOLERANCE * 5 * scale, noise) and train_fell:
         verdict = "overfits"
-    elif drop > FLAT_TOLERANCE * scale:
+    elif drop > max(FLAT_TOLERANCE * scale, noise):
         verdict = "still improving"
     else:
         verdict = "converged"
     return LongRunFacts(epochs, last_metrics(run), bool(run["diverged"]), best_index + 1, window, drop, rise, spread,
-                        verdict, baseline_loss)
+                        verdict, baseline_loss, smoothing)
 
 
 # ---- 6.1: batch norm ---------------------------------------------------------------------------------------

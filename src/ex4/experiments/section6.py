@@ -1,6 +1,7 @@
 """Section 6: every MLP experiment of the exercise, each a function from parameters to a stored result.
 
-All of them train through `ex4.train.mlp_engine.train_runs`, so runs that share an architecture and batch
+All of them train through `ex4.train.mlp_engine.train_runs` (on the engine `mlp_engine` resolves to, which
+the store key records), so runs that share an architecture and batch
 order (the learning rates of `mlp-lr`, raw vs sine input in `mlp-implicit`, plain vs residual in
 `mlp-gradients`) train as one batched model. Every run of an experiment starts from
 `initial_model(arch, seed)` and sees the same seeded batch order, so the runs differ only in what the
@@ -30,9 +31,10 @@ from ex4.store import json_safe
 from ex4.models.mlp import RAW_FEATURES, Architecture, input_width, load_mlp
 from ex4.train.mlp_engine import RunResult, RunSpec, Splits, train_runs
 
-CODE = ("ex4.models.mlp", "ex4.train.mlp_engine", "ex4.analysis.regions")  # data enter the key by content
+CODE = ("ex4.models.mlp", "ex4.train.mlp_engine", "ex4.train.mlp_kernel",
+        "ex4.analysis.regions")  # data enter the key by content
 BASE = ("seed", "mlp_lr", "mlp_optimizer", "mlp_batch_size", "mlp_depth", "mlp_width", "mlp_batch_norm",
-        "mlp_train_subset")
+        "mlp_train_subset", "mlp_engine")
 
 
 # ---- shared steps ----------------------------------------------------------------------------------------------
@@ -90,8 +92,88 @@ def run_entry(result: RunResult, **extra: Any) -> dict[str, Any]:
     return json_safe(entry)
 
 
-def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str) -> list[RunResult]:
-    return train_runs(specs, splits, seed=int(p["seed"]), progress=name)
+def training_engine(p: dict[str, Any]) -> str:
+    """The engine that will train ("torch" or "kernel"): `mlp_engine` resolved for the chosen device (and
+    $EX4_MLP_ENGINE under auto). The engines differ by float32 rounding, so the store key carries this."""
+    from ex4.train.device import pick_device
+    from ex4.train.mlp_engine import resolve_engine
+
+    try:
+        return resolve_engine(p["mlp_engine"], pick_device(p.get("device", "auto")))
+    except ValueError as error:
+        raise Ex4Error(f"parameter 'mlp_engine' = {p['mlp_engine']!r}: {error}") from None
+
+
+def _key_params(names: tuple[str, ...]):
+    """Store-key parameters of an experiment: its names, with `mlp_engine` as the engine actually used."""
+    def key_params(values: dict[str, Any]) -> dict[str, Any]:
+        return {**{name: values[name] for name in names}, "mlp_engine": training_engine(values)}
+
+    return key_params
+
+
+# what a stored run depends on besides its settings: the engine and model code, and this module (the splits)
+RUN_CODE = ("ex4.models.mlp", "ex4.train.mlp_engine", "ex4.train.mlp_kernel", __name__)
+
+
+def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, ctx: Context) -> list[RunResult]:
+    """Train `specs`, reusing identical runs that another experiment already stored.
+
+    Experiments share runs: the long run without batch norm is `mlp-epochs`'s run and half of `mlp-batchnorm`,
+    the raw-coordinates model of `mlp-implicit` is the base-shape model of `mlp-shapes`. On the kernel engine a
+    run's numbers do not depend on the runs it trains beside, so each run is stored on its own ("mlp-run",
+    keyed by everything that shapes it but its label) and trained once. The torch engine batches runs in ways
+    that change their rounding, so there every experiment trains its own."""
+    engine = training_engine(p)
+    seed = int(p["seed"])
+    if engine != "kernel":
+        return train_runs(specs, splits, seed=seed, progress=name, engine=engine)
+    from ex4.data.europe import europe_files
+    from ex4.store import fingerprint_files
+
+    data = fingerprint_files(europe_files(ctx.data_dir), root=ctx.data_dir)
+    identities = [_run_identity(spec, p, engine) for spec in specs]
+    stored = [ctx.store.lookup("mlp-run", identity, data, RUN_CODE) for identity in identities]
+    missing = [index for index, outcome in enumerate(stored) if outcome is None]
+    trained = train_runs([specs[i] for i in missing], splits, seed=seed, progress=name, engine=engine) \
+        if missing else []
+    results: list[RunResult] = [None] * len(specs)  # type: ignore[list-item]
+    for index, result in zip(missing, trained):
+        ctx.store.get_or_compute("mlp-run", identities[index], data, RUN_CODE,
+                                 lambda result=result: _run_record(result))
+        results[index] = result
+    for index, outcome in enumerate(stored):
+        if outcome is not None:
+            results[index] = _run_from_record(specs[index], outcome.result, outcome.tensors)
+    return results
+
+
+def _run_identity(spec: RunSpec, p: dict[str, Any], engine: str) -> dict[str, Any]:
+    """Everything that decides a run's numbers: its settings (not its label), the seed, the split, the engine."""
+    return {**spec.params(), "track_layers": list(spec.track_layers), "record_step_losses": spec.record_step_losses,
+            "seed": int(p["seed"]), "mlp_train_subset": p["mlp_train_subset"], "engine": engine}
+
+
+def _run_record(result: RunResult) -> tuple[dict[str, Any], dict[str, Any]]:
+    record = json_safe({
+        "history": result.history, "diverged": result.diverged, "diverged_epoch": result.diverged_epoch,
+        "iterations_per_epoch": result.iterations_per_epoch, "last_batch": result.last_batch,
+        "grad_norms": {str(layer): values for layer, values in result.grad_norms.items()},
+        "epoch_seconds": result.epoch_seconds, "compile_seconds": result.compile_seconds,
+    })
+    tensors = {"state_dict": result.state_dict}
+    if result.step_losses is not None:
+        tensors["step_losses"] = result.step_losses
+    return record, tensors
+
+
+def _run_from_record(spec: RunSpec, record: dict[str, Any], tensors: dict[str, Any]) -> RunResult:
+    return RunResult(spec=spec, history=record["history"], diverged=record["diverged"],
+                     diverged_epoch=record["diverged_epoch"], iterations_per_epoch=record["iterations_per_epoch"],
+                     last_batch=record["last_batch"], state_dict=tensors["state_dict"],
+                     step_losses=tensors.get("step_losses"),
+                     grad_norms={int(layer): values for layer, values in record["grad_norms"].items()},
+                     epoch_seconds=record["epoch_seconds"], compile_seconds=record["compile_seconds"])
 
 
 def _extent(splits: Splits) -> list[float]:
@@ -130,7 +212,7 @@ def compute_lr(ctx: Context) -> tuple[dict, dict]:
     p = ctx.params
     splits, header = load_splits(ctx)
     specs = lr_specs(p, splits.n_classes)
-    results = _train(specs, splits, p, "mlp-lr")
+    results = _train(specs, splits, p, "mlp-lr", ctx)
     extra = set(_extra_rates(p))
     runs = [run_entry(result, extra=result.spec.lr in extra) for result in results]
     return {"experiment": "mlp-lr", **header, "runs": runs}, {}
@@ -144,7 +226,7 @@ def compute_epochs(ctx: Context) -> tuple[dict, dict]:
     """The base setting for `mlp_long_epochs` epochs: train/val/test loss and accuracy per epoch."""
     p = ctx.params
     splits, header = load_splits(ctx)
-    (result,) = _train(epochs_specs(p, splits.n_classes), splits, p, "mlp-epochs")
+    (result,) = _train(epochs_specs(p, splits.n_classes), splits, p, "mlp-epochs", ctx)
     return {"experiment": "mlp-epochs", **header, "runs": [run_entry(result)]}, {}
 
 
@@ -158,7 +240,7 @@ def compute_batchnorm(ctx: Context) -> tuple[dict, dict]:
     p = ctx.params
     check_batch_norm_batch(True, p["mlp_batch_size"], "mlp_batch_size")
     splits, header = load_splits(ctx)
-    results = _train(batchnorm_specs(p, splits.n_classes), splits, p, "mlp-batchnorm")
+    results = _train(batchnorm_specs(p, splits.n_classes), splits, p, "mlp-batchnorm", ctx)
     return {"experiment": "mlp-batchnorm", **header, "runs": [run_entry(r) for r in results]}, {}
 
 
@@ -177,7 +259,7 @@ def compute_batch_size(ctx: Context) -> tuple[dict, dict]:
     for size in p["mlp_batch_sizes"]:
         check_batch_norm_batch(p["mlp_batch_norm"], size, "mlp_batch_sizes")
     splits, header = load_splits(ctx)
-    results = _train(batch_size_specs(p, splits.n_classes), splits, p, "mlp-batch-size")
+    results = _train(batch_size_specs(p, splits.n_classes), splits, p, "mlp-batch-size", ctx)
     runs = [run_entry(r, steps=r.iterations_per_epoch * r.spec.epochs) for r in results]
     tensors = {"step_losses": {r.spec.label: r.step_losses.to(torch.float32) for r in results}}
     return {"experiment": "mlp-batch-size", **header, "runs": runs}, tensors
@@ -206,7 +288,7 @@ def compute_shapes(ctx: Context) -> tuple[dict, dict]:
     p = ctx.params
     check_batch_norm_batch(p["mlp_shapes_batch_norm"], p["mlp_shapes_batch_size"], "mlp_shapes_batch_size")
     splits, header = load_splits(ctx)
-    results = _train(shapes_specs(p, splits.n_classes), splits, p, "mlp-shapes")
+    results = _train(shapes_specs(p, splits.n_classes), splits, p, "mlp-shapes", ctx)
     extent, grid = _extent(splits), int(p["mlp_region_grid"])
     runs = [run_entry(r) for r in results]
     ranked = sorted(range(len(runs)), key=lambda i: _accuracy_key(runs[i]))
@@ -245,7 +327,7 @@ def compute_gradients(ctx: Context) -> tuple[dict, dict]:
     p = ctx.params
     splits, header = load_splits(ctx)
     layers = tuple(int(layer) for layer in p["mlp_gradient_layers"])
-    results = _train(gradients_specs(p, splits.n_classes), splits, p, "mlp-gradients")
+    results = _train(gradients_specs(p, splits.n_classes), splits, p, "mlp-gradients", ctx)
     runs = [run_entry(r, grad_norms={str(layer): r.grad_norms[layer] for layer in layers}) for r in results]
     return {"experiment": "mlp-gradients", **header, "runs": runs, "layers": list(layers)}, {}
 
@@ -266,7 +348,7 @@ def compute_implicit(ctx: Context) -> tuple[dict, dict]:
     p = ctx.params
     check_batch_norm_batch(p["mlp_shapes_batch_norm"], p["mlp_shapes_batch_size"], "mlp_shapes_batch_size")
     splits, header = load_splits(ctx)
-    results = _train(implicit_specs(p, splits.n_classes), splits, p, "mlp-implicit")
+    results = _train(implicit_specs(p, splits.n_classes), splits, p, "mlp-implicit", ctx)
     extent, grid = _extent(splits), int(p["mlp_region_grid"])
     runs, grids = [], {}
     for result in results:
@@ -280,26 +362,31 @@ def compute_implicit(ctx: Context) -> tuple[dict, dict]:
 
 
 SHAPES = ("seed", "mlp_lr", "mlp_optimizer", "mlp_shapes_batch_size", "mlp_shapes_epochs", "mlp_shapes_batch_norm",
-          "mlp_train_subset", "mlp_region_grid")
+          "mlp_train_subset", "mlp_region_grid", "mlp_engine")
+
+
+def _experiment(name: str, summary: str, names: tuple[str, ...], compute) -> Experiment:
+    return Experiment(name, summary, "europe", names, CODE, compute, key_params=_key_params(names))
+
 
 EXPERIMENTS = [
-    Experiment("mlp-lr", "validation loss per epoch at each learning rate", "europe",
-               (*BASE, "mlp_epochs", "mlp_learning_rates", "mlp_extra_learning_rates"), CODE, compute_lr),
-    Experiment("mlp-epochs", "train/val/test loss and accuracy per epoch over a long run", "europe",
-               (*BASE, "mlp_long_epochs"), CODE, compute_epochs),
-    Experiment("mlp-batchnorm", "the long run without and with batch norm", "europe",
-               tuple(name for name in (*BASE, "mlp_long_epochs") if name != "mlp_batch_norm"), CODE,
-               compute_batchnorm),
-    Experiment("mlp-batch-size", "accuracy per epoch, iterations per epoch and loss per step at each batch size",
-               "europe", tuple(name for name in (*BASE, "mlp_batch_sizes", "mlp_epochs_per_batch_size")
-                               if name != "mlp_batch_size"), CODE, compute_batch_size),
-    Experiment("mlp-shapes", "the depth x width grid: accuracy, best and worst, linear regions", "europe",
-               (*SHAPES, "mlp_shapes", "mlp_depth", "mlp_width"), CODE, compute_shapes),
-    Experiment("mlp-gradients", "gradient norms per layer of a very deep network, plain and residual", "europe",
-               ("seed", "mlp_lr", "mlp_optimizer", "mlp_batch_size", "mlp_train_subset", "mlp_gradient_depth",
-                "mlp_gradient_width", "mlp_gradient_epochs", "mlp_gradient_layers"), CODE, compute_gradients),
-    Experiment("mlp-implicit", "sine features vs raw coordinates", "europe",
-               (*SHAPES, "mlp_depth", "mlp_width"), CODE, compute_implicit),
+    _experiment("mlp-lr", "validation loss per epoch at each learning rate",
+                (*BASE, "mlp_epochs", "mlp_learning_rates", "mlp_extra_learning_rates"), compute_lr),
+    _experiment("mlp-epochs", "train/val/test loss and accuracy per epoch over a long run",
+                (*BASE, "mlp_long_epochs"), compute_epochs),
+    _experiment("mlp-batchnorm", "the long run without and with batch norm",
+                tuple(name for name in (*BASE, "mlp_long_epochs") if name != "mlp_batch_norm"), compute_batchnorm),
+    _experiment("mlp-batch-size", "accuracy per epoch, iterations per epoch and loss per step at each batch size",
+                tuple(name for name in (*BASE, "mlp_batch_sizes", "mlp_epochs_per_batch_size")
+                      if name != "mlp_batch_size"), compute_batch_size),
+    _experiment("mlp-shapes", "the depth x width grid: accuracy, best and worst, linear regions",
+                (*SHAPES, "mlp_shapes", "mlp_depth", "mlp_width"), compute_shapes),
+    _experiment("mlp-gradients", "gradient norms per layer of a very deep network, plain and residual",
+                ("seed", "mlp_lr", "mlp_optimizer", "mlp_batch_size", "mlp_train_subset", "mlp_gradient_depth",
+                 "mlp_gradient_width", "mlp_gradient_epochs", "mlp_gradient_layers", "mlp_engine"),
+                compute_gradients),
+    _experiment("mlp-implicit", "sine features vs raw coordinates", (*SHAPES, "mlp_depth", "mlp_width"),
+                compute_implicit),
 ]
 
 # the runs each experiment trains, for the benchmark (same builders the compute functions use)

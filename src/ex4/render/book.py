@@ -6,8 +6,10 @@ end, so a chapter that raises leaves the previous `_book/` (or variant folder) e
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -30,7 +32,7 @@ from ex4.render.project import BookConfig, ChapterEntry, read_book_config
 from ex4.render.qmd import Chapter, parse_qmd
 from ex4.render.quarto import quarto_version, run_quarto
 
-__all__ = ["BookResult", "parse_param_assignment", "render_book", "render_chapter"]
+__all__ = ["BookResult", "parse_param_assignment", "read_book", "render_book", "render_chapter"]
 
 RENDERERS = ("auto", "quarto", "ex4")
 XREF_FILE = "ex4-xref.json"
@@ -165,6 +167,22 @@ def render_book(project_root: Path, params_file: Path | None = None, out_dir: Pa
     _log(f"done in {result.total_seconds:.1f} s: {_display_path(result.html_index, project_root)}"
          + (f", {_display_path(result.pdf, project_root)}" if result.pdf else ""))
     return result
+
+
+def read_book(project_root: Path, out_dir: Path | None = None) -> BookResult:
+    """A book already rendered into `out_dir` (default `_book/`), described as `render_book` describes a
+    fresh one, so the checks that run on the smoke book can run on the published one too."""
+    project_root = Path(project_root).resolve()
+    out_dir = Path(out_dir).resolve() if out_dir else project_root / "_book"
+    config = read_book_config(project_root)
+    pages = [out_dir / entry.page for entry in config.chapters]
+    missing = [page for page in pages if not page.is_file()]
+    if missing:
+        raise Ex4Error(f"{out_dir}: no rendered book here ({_display_path(missing[0], project_root)} is missing)")
+    match = re.search(r'<meta name="generator" content="([^"]*)"', pages[0].read_text(encoding="utf-8"))
+    pdf = out_dir / f"{config.output_stem}.pdf"
+    return BookResult(html_index=pages[0], pdf=pdf if pdf.is_file() else None,
+                      renderer=html_lib.unescape(match.group(1)) if match else "unknown", pages=pages)
 
 
 def _ex4_book(project_root: Path, config: BookConfig, chapters: dict[Path, Chapter],

@@ -122,9 +122,11 @@ def chunks(n: int, size: int) -> Iterator[slice]:
 
 
 def progress(iterable, total: int, desc: str):
-    """A tqdm bar on stderr, shown only on a terminal (logs and notebooks stay clean)."""
-    return tqdm(iterable, total=total, desc=desc, unit="batch", file=sys.stderr, leave=False,
-                disable=not sys.stderr.isatty())
+    """A tqdm bar on stderr for loops that last more than two seconds, like Section 6's: during a book build
+    papermill forwards it to the terminal (a minutes-long Section 7 would otherwise look hung), and the
+    renderer keeps stderr out of the pages."""
+    return tqdm(iterable, total=total, desc=desc, unit="batch", file=sys.stderr, leave=False, delay=2.0,
+                mininterval=1.0)
 
 
 def run_inference(model: nn.Module, images: np.ndarray, spec: InputSpec, device: torch.device,

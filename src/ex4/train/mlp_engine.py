@@ -1,6 +1,15 @@
 """Fast training of many small MLPs at once: the engine behind every Section 6 experiment.
 
-Why it is fast (the textbook loop spends nearly all its time in Python, not arithmetic):
+Two engines share everything here but the training step (`train_runs(engine=...)`, see `resolve_engine`):
+- "kernel" (default on the CPU): `ex4.train.mlp_kernel` trains a whole epoch of a group in one compiled
+  call, because at these sizes PyTorch's per-op dispatch, not arithmetic, is the cost (~230 us per step of
+  a 6x16 net at batch 1, where the kernel takes ~10 us). Groups train side by side on the free cores;
+- "torch" (default on CUDA): the batched torch code below; a single run reproduces the textbook loop bit
+  for bit.
+Both draw the same initial weights and batch order and evaluate with the same torch forward pass; their
+numbers differ by float32 rounding, which runs on the edge of stability (lr 0.2, batch 1) amplify.
+
+Why the torch engine is fast (the textbook loop spends nearly all its time in Python, not arithmetic):
 - no DataLoader: each split is a tensor on the device; an epoch gathers one seeded permutation of the
   training rows and slices it into batches (views, no per-sample collation);
 - runs that share an architecture and a batch order (e.g. all learning rates of `mlp-lr`) train as ONE
@@ -147,7 +156,7 @@ class BatchedMLP:
     computes bit for bit what the textbook loop computes, without batching or view overhead.
     """
 
-    def __init__(self, models: Sequence[MLP], device: torch.device):
+    def __init__(self, models: Sequence[MLP], device: torch.device, stacked: bool = False):
         archs = [model.arch for model in models]
         first = archs[0]
         self.depth, self.width, self.n_classes = first.depth, first.width, first.n_classes
@@ -158,7 +167,8 @@ class BatchedMLP:
         self.n_in = max(input_width(a.implicit) for a in archs)
         self.device = device
         self.steps_taken = 0
-        if self.runs == 1:  # the module's own layout: [out, in] weights, [out] vectors
+        self.single = self.runs == 1 and not stacked  # `stacked`: the [R, in, out] layout even for one run
+        if self.single:  # the module's own layout: [out, in] weights, [out] vectors
             module = models[0]
             self.params = [t.detach().to(device=device, dtype=torch.float32).clone().requires_grad_(True)
                            for t in _module_parameters(module)]
@@ -217,7 +227,7 @@ class BatchedMLP:
 
         `elementwise` writes each product as broadcast-multiply-and-sum instead of a BLAS call: slower
         eagerly, but under torch.compile it fuses with its neighbours, which is what small batches need."""
-        if self.runs == 1:
+        if self.single:
             return self._forward_single(params, x if x.dim() == 2 else x[0], training, running_mean,
                                         running_var, elementwise).unsqueeze(0)
         linear = _linear_elementwise if elementwise else torch.baddbmm
@@ -257,12 +267,12 @@ class BatchedMLP:
     # -- back to plain modules
     def state_dict(self, run: int) -> dict[str, torch.Tensor]:
         """Run `run` as an `MLP` state dict on the CPU (what the store keeps and plots rebuild)."""
-        if self.runs == 1:
+        if self.single:
             return self._single_state_dict()
         state: dict[str, torch.Tensor] = {}
         n_in = input_width(self.implicit[run])
         for index in range(self.depth):
-            layer = [t.detach()[run].cpu() for t in self.layer_params(self.params, index)]
+            layer = [t.detach()[run].cpu().clone() for t in self.layer_params(self.params, index)]
             weight = layer[0].t()
             if index == 0:
                 weight = weight[:, :n_in]
@@ -272,10 +282,10 @@ class BatchedMLP:
             if self.batch_norm:
                 state[prefix + "norm.weight"] = layer[2][0].contiguous()
                 state[prefix + "norm.bias"] = layer[3][0].contiguous()
-                state[prefix + "norm.running_mean"] = self.running_mean[index][run].cpu().contiguous()
-                state[prefix + "norm.running_var"] = self.running_var[index][run].cpu().contiguous()
+                state[prefix + "norm.running_mean"] = self.running_mean[index][run].cpu().clone()
+                state[prefix + "norm.running_var"] = self.running_var[index][run].cpu().clone()
                 state[prefix + "norm.num_batches_tracked"] = torch.tensor(self.steps_taken, dtype=torch.int64)
-        weight, bias = (t.detach()[run].cpu() for t in self.output_params(self.params))
+        weight, bias = (t.detach()[run].cpu().clone() for t in self.output_params(self.params))
         state["output.weight"] = weight.t().contiguous()
         state["output.bias"] = bias[0].contiguous()
         return state
@@ -498,9 +508,27 @@ class _Group:
         return loss_sum / n, correct / n
 
     # -- the loop
-    def train(self, progress: Callable[[int], None] | None = None) -> list[RunResult]:
+    def _train_epoch(self, order: torch.Tensor, sizes: list[int], progress: Callable[[int], None] | None):
+        """One epoch over the rows in `order`, batches of `sizes` -> (losses [steps, R], correct [R], mean
+        squared gradient norm of each tracked layer [layers, R] or None), all still on the device."""
         x_train, y_train = self.inputs["train"], self.splits.y["train"]
-        n = y_train.shape[0]
+        order = order.to(self.device)
+        xs = x_train.index_select(x_train.dim() - 2, order).split(sizes, dim=x_train.dim() - 2)
+        ys = y_train.index_select(0, order).split(sizes)
+        losses, corrects, norms = [], [], []
+        for x_batch, y_batch in zip(xs, ys):
+            loss, correct, norm = self._step(x_batch, y_batch)
+            losses.append(loss)
+            corrects.append(correct)
+            if norm is not None:
+                norms.append(norm)
+            if progress is not None:
+                progress(1)
+        return (torch.stack(losses), torch.stack(corrects).sum(dim=0),
+                torch.stack(norms).mean(dim=0) if norms else None)
+
+    def train(self, progress: Callable[[int], None] | None = None) -> list[RunResult]:
+        n = self.splits.y["train"].shape[0]
         runs = self.model.runs
         sizes = batch_sizes(n, self.batch_size, self.model.batch_norm)
         history = {name: [[] for _ in range(runs)] for name in METRICS}
@@ -511,23 +539,12 @@ class _Group:
         epoch_seconds: list[float] = []
         for epoch in range(1, self.epochs + 1):
             started = time.perf_counter()
-            order = torch.randperm(n, generator=self.generator).to(self.device)
-            xs = x_train.index_select(x_train.dim() - 2, order).split(sizes, dim=x_train.dim() - 2)
-            ys = y_train.index_select(0, order).split(sizes)
-            losses, corrects, norms = [], [], []
-            for x_batch, y_batch in zip(xs, ys):
-                loss, correct, norm = self._step(x_batch, y_batch)
-                losses.append(loss)
-                corrects.append(correct)
-                if norm is not None:
-                    norms.append(norm)
-                if progress is not None:
-                    progress(1)
+            order = torch.randperm(n, generator=self.generator)
+            epoch_losses, correct, norms = self._train_epoch(order, sizes, progress)
             self.model.steps_taken += len(sizes)
-            epoch_losses = torch.stack(losses)  # [steps, R]
             metrics = {
                 "train_loss": epoch_losses.mean(dim=0),
-                "train_acc": torch.stack(corrects).sum(dim=0).float() / n,
+                "train_acc": correct.float() / n,
             }
             for split in ("val", "test"):
                 metrics[f"{split}_loss"], metrics[f"{split}_acc"] = self.evaluate(split)
@@ -535,8 +552,8 @@ class _Group:
             epoch_seconds.append(time.perf_counter() - started)
             if record_steps:
                 step_losses.append(epoch_losses.cpu())
-            if norms:
-                mean_norms = torch.stack(norms).mean(dim=0).cpu().tolist()  # [layers][R]
+            if norms is not None:
+                mean_norms = norms.cpu().tolist()  # [layers][R]
             for run in range(runs):
                 if diverged_at[run] is None:
                     finite = all(math.isfinite(host[name][run]) for name in ("train_loss", "val_loss", "test_loss"))
@@ -546,7 +563,7 @@ class _Group:
                 for name in METRICS:
                     history[name][run].append(host[name][run] if alive else None)
                 for k, layer in enumerate(self.track_layers):
-                    value = mean_norms[k][run] if norms else None
+                    value = mean_norms[k][run] if norms is not None else None
                     grad_norms[layer][run].append(value if alive and value is not None and math.isfinite(value)
                                                   else None)
             if all(at is not None for at in diverged_at):  # nothing left to learn: pad and stop
@@ -577,6 +594,85 @@ class _Group:
         return results
 
 
+class _KernelGroup(_Group):
+    """The same group trained by `ex4.train.mlp_kernel`: one compiled call per epoch (CPU only).
+
+    The parameters live in one flat float32 numpy buffer that the kernel updates in place; the model's torch
+    tensors are zero-copy views of it in the stacked [R, in, out] layout, so validation, test and the
+    exported state dicts use `BatchedMLP`'s torch code unchanged. Same initial weights, same generator and
+    batch order as the torch group; the numbers differ from it only by float32 rounding."""
+
+    def __init__(self, specs: list[RunSpec], models: list[MLP], splits: Splits, seed: int, threads: int = 1):
+        import numpy as np
+
+        from ex4.train import mlp_kernel
+
+        if splits.device.type != "cpu":
+            raise ValueError("the kernel engine trains on the CPU; use engine='torch' on CUDA")
+        self.kernel = mlp_kernel
+        self.threads = threads
+        self.specs = specs
+        self.splits = splits
+        self.device = splits.device
+        model = self.model = BatchedMLP(models, self.device, stacked=True)
+        self.batch_size = specs[0].batch_size
+        self.epochs = specs[0].epochs
+        self.generator = torch.Generator().manual_seed(seed)
+        self.inputs = {name: self._features(x) for name, x in splits.x.items()}
+        self.track_layers = sorted({layer for spec in specs for layer in spec.track_layers})
+        self.compile_seconds = 0.0
+
+        tensors = [p.detach() for p in model.params]
+        self.run_sizes = np.array([t[0].numel() for t in tensors], np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum([t.numel() for t in tensors])[:-1]]).astype(np.int64)
+        self.flat = np.empty(sum(t.numel() for t in tensors), np.float32)
+        views = []
+        for tensor, offset in zip(tensors, self.offsets):
+            view = self.flat[offset:offset + tensor.numel()].reshape(tuple(tensor.shape))
+            view[...] = tensor.numpy()
+            views.append(torch.from_numpy(view))
+        model.params = views
+        depth, runs, width = model.depth, model.runs, model.width
+        self.running_mean = np.zeros((depth, runs, width), np.float32)
+        self.running_var = np.ones((depth, runs, width), np.float32)
+        for index in range(len(model.running_mean)):
+            self.running_mean[index] = model.running_mean[index].numpy()
+            self.running_var[index] = model.running_var[index].numpy()
+        model.running_mean = [torch.from_numpy(self.running_mean[i]) for i in range(len(model.running_mean))]
+        model.running_var = [torch.from_numpy(self.running_var[i]) for i in range(len(model.running_var))]
+        self.adam = specs[0].optimizer == "adam"
+        self.moment1 = np.zeros_like(self.flat) if self.adam else np.zeros(1, np.float32)
+        self.moment2 = np.zeros_like(self.flat) if self.adam else np.zeros(1, np.float32)
+        self.lr = np.array([spec.lr for spec in specs], np.float32)
+        self.residual = np.array(model.residual, np.bool_)
+        self.track = np.array(self.track_layers, np.int64)
+        x_train = self.inputs["train"].numpy()
+        self.x_train = np.ascontiguousarray(x_train[None] if x_train.ndim == 2 else x_train)
+        self.y_train = self.splits.y["train"].numpy()
+
+    def cost(self) -> float:
+        """Rough multiply-adds of the whole training (to start the largest group first)."""
+        model = self.model
+        per_row = model.n_in * model.width + (model.depth - 1) * model.width ** 2 + model.width * model.n_classes
+        return float(per_row) * model.runs * self.epochs * len(self.y_train)
+
+    def _train_epoch(self, order: torch.Tensor, sizes: list[int], progress: Callable[[int], None] | None):
+        import numpy as np
+
+        model = self.model
+        losses, correct, norms = self.kernel.train_epoch(
+            self.flat, self.offsets, self.run_sizes, depth=model.depth, width=model.width,
+            n_classes=model.n_classes, batch_norm=model.batch_norm, adam=self.adam, moment1=self.moment1,
+            moment2=self.moment2, steps_before=model.steps_taken, running_mean=self.running_mean,
+            running_var=self.running_var, x=self.x_train, y=self.y_train, order=order.numpy(),
+            batch_sizes=np.array(sizes, np.int64), lr=self.lr, residual=self.residual, scale=model.scale,
+            track=self.track, threads=self.threads)
+        if progress is not None:
+            progress(len(sizes))
+        mean_norms = torch.from_numpy(norms / len(sizes)) if self.track_layers else None
+        return torch.from_numpy(losses), torch.from_numpy(correct), mean_norms
+
+
 # ---- entry point -------------------------------------------------------------------------------------------
 
 
@@ -597,8 +693,32 @@ def training_threads() -> int:
     return max(1, int(os.environ.get("EX4_TRAIN_THREADS", "1")))
 
 
+def kernel_threads() -> int:
+    """Threads for the kernel engine's runs (one whole run per thread): EX4_KERNEL_THREADS, else every core."""
+    return max(1, int(os.environ.get("EX4_KERNEL_THREADS", "0")) or os.cpu_count() or 1)
+
+
+ENGINES = ("auto", "torch", "kernel")
+
+
+def resolve_engine(engine: str | None, device: torch.device | str) -> str:
+    """Which engine trains: "torch" or "kernel". `engine` None or "auto" defers to $EX4_MLP_ENGINE when set,
+    else picks the kernel on the CPU and torch on CUDA."""
+    choice = engine or "auto"
+    if choice == "auto":
+        choice = os.environ.get("EX4_MLP_ENGINE", "").strip().lower() or "auto"
+    if choice not in ENGINES:
+        raise ValueError(f"unknown MLP engine {choice!r}; expected one of {', '.join(ENGINES)}")
+    if choice == "auto":
+        choice = "kernel" if torch.device(device).type == "cpu" else "torch"
+    if choice == "kernel" and torch.device(device).type != "cpu":
+        raise ValueError("the kernel engine trains on the CPU only; use the torch engine on CUDA")
+    return choice
+
+
 def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_steps: bool | None = None,
-               progress: bool | str = True, threads: int | None = None) -> list[RunResult]:
+               progress: bool | str = True, threads: int | None = None, engine: str | None = None
+               ) -> list[RunResult]:
     """Train every run; results come back in the order of `specs`.
 
     Runs are grouped by `RunSpec.group_key()`; every group starts from `initial_model(arch, seed)` and draws
@@ -606,7 +726,9 @@ def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_s
     `compile_steps`: None decides per group (`should_compile`), True/False forces it. `threads`: intra-op
     threads while training (default `training_threads()`); the caller's setting is restored afterwards.
     `progress`: a tqdm bar on stderr (shown after 2 s), labelled with the string if one is given.
+    `engine`: "torch", "kernel" or None/"auto" (see `resolve_engine`); `compile_steps` concerns torch only.
     """
+    engine = resolve_engine(engine, splits.device)
     labels = [spec.label for spec in specs]
     if len(set(labels)) != len(labels):
         raise ValueError("run labels must be distinct")
@@ -620,7 +742,10 @@ def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_s
             raise ValueError(f"run {spec.label}: tracked layer {bad[0]} outside 0..{spec.arch.depth - 1}")
     groups: dict[tuple, list[int]] = {}
     for index, spec in enumerate(specs):
-        groups.setdefault(spec.group_key(), []).append(index)
+        # the kernel keeps raw and sine inputs apart (no zero-padded inputs), so every run computes bit for bit
+        # what it computes alone and a stored run can stand in for the same run in another experiment
+        key = spec.group_key() + ((spec.arch.implicit,) if engine == "kernel" else ())
+        groups.setdefault(key, []).append(index)
     n_train = int(splits.y["train"].shape[0])
     total_steps = sum(len(batch_sizes(n_train, specs[members[0]].batch_size, specs[members[0]].arch.batch_norm))
                       * specs[members[0]].epochs for members in groups.values())
@@ -629,20 +754,64 @@ def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_s
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or training_threads())
     try:
-        for members in groups.values():
-            group_specs = [specs[i] for i in members]
-            models = [initial_model(spec.arch, seed) for spec in group_specs]
-            compile_now = should_compile(group_specs[0], n_train) if compile_steps is None else compile_steps
-            group = _Group(group_specs, models, splits, seed, compile_now)
-            if bar is not None:
-                bar.set_description(_describe(group_specs), refresh=False)
-            for index, result in zip(members, group.train(bar.update if bar is not None else None)):
-                results[index] = result
+        if engine == "kernel":
+            _train_kernel_groups(list(groups.values()), specs, splits, seed, bar, results)
+        else:
+            for members in groups.values():
+                group_specs = [specs[i] for i in members]
+                models = [initial_model(spec.arch, seed) for spec in group_specs]
+                compile_now = should_compile(group_specs[0], n_train) if compile_steps is None else compile_steps
+                group = _Group(group_specs, models, splits, seed, compile_now)
+                if bar is not None:
+                    bar.set_description(_describe(group_specs), refresh=False)
+                for index, result in zip(members, group.train(bar.update if bar is not None else None)):
+                    results[index] = result
     finally:
         torch.set_num_threads(previous_threads)
         if bar is not None:
             bar.close()
     return results  # type: ignore[return-value]
+
+
+def _train_kernel_groups(groups: list[list[int]], specs: Sequence[RunSpec], splits: Splits, seed: int, bar,
+                         results: list) -> None:
+    """Kernel groups, several at a time when there are cores for it (`kernel_threads`): groups are independent
+    and the kernel releases the GIL, so e.g. the seven shapes of `mlp-shapes` share out the cores by whole
+    groups, largest first. Each group computes exactly what it computes alone (its own generator, compiled
+    code that does not depend on the threads), so the numbers do not depend on the thread count."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(kernel_threads(), len(groups))
+    threads_each = max(1, kernel_threads() // workers)
+    lock = threading.Lock()
+
+    def progress(steps: int) -> None:
+        with lock:
+            bar.update(steps)
+
+    built = []
+    for members in groups:  # initial weights come from torch's global generator: draw them in order, here
+        group_specs = [specs[i] for i in members]
+        models = [initial_model(spec.arch, seed) for spec in group_specs]
+        built.append((members, _KernelGroup(group_specs, models, splits, seed, threads_each)))
+
+    def train(item) -> None:
+        members, group = item
+        if bar is not None:
+            with lock:
+                bar.set_description(_describe(group.specs), refresh=False)
+        for index, result in zip(members, group.train(progress if bar is not None else None)):
+            results[index] = result
+
+    if workers == 1:
+        for item in built:
+            train(item)
+        return
+    built.sort(key=lambda item: -item[1].cost())
+    with ThreadPoolExecutor(workers) as pool:
+        for job in [pool.submit(train, item) for item in built]:
+            job.result()
 
 
 COMPILE_SMALL_BATCH = 32  # at most this many rows a step: Python overhead dominates the arithmetic
@@ -691,7 +860,7 @@ def _describe(specs: list[RunSpec]) -> str:
 def _progress_bar(total: int, progress: bool | str):
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text: tqdm.auto would want ipywidgets inside the book's kernels
 
-    return tqdm(total=total, unit="step", unit_scale=True, delay=2.0, mininterval=0.5, leave=False,
+    return tqdm(total=total, unit="step", unit_scale=True, delay=2.0, mininterval=1.0, leave=False,
                 desc=progress if isinstance(progress, str) else None)
