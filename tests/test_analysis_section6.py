@@ -140,13 +140,13 @@ def test_a_negative_batch_norm_gain_says_it_did_not_help():
     batch_norm = facts.batch_norm_facts(bn_result(0.5, 0.4))
     assert batch_norm.acc_gain == pytest.approx(-0.1) and not batch_norm.helped
     assert batch_norm.verdict_sentence().startswith("Batch norm did not help")
-    assert "-10.0 pp" in batch_norm.verdict_sentence()
+    assert "-10.0\u00a0pp" in batch_norm.verdict_sentence()
 
 
 def test_a_positive_batch_norm_gain_says_it_helped_and_by_how_much():
     batch_norm = facts.batch_norm_facts(bn_result(0.2, 0.8))
     assert batch_norm.helped
-    assert "+60.0 pp" in batch_norm.verdict_sentence() and "4 times" in batch_norm.verdict_sentence()
+    assert "+60.0\u00a0pp" in batch_norm.verdict_sentence() and "4 times" in batch_norm.verdict_sentence()
     assert "above the training accuracy" in batch_norm.train_val_sentence()
 
 
@@ -196,7 +196,7 @@ def test_parameter_count_matches_the_layers():
 def test_shape_facts_read_best_worst_trends_and_the_bound_check():
     grid = facts.shape_facts(fake_shapes_result())
     assert (grid.best.label, grid.worst.label, grid.input_dimension) == ("6x32", "1x16", 2)
-    assert grid.depth.rising and grid.depth.diminishing  # +20 pp for one layer, +10 pp over four
+    assert grid.depth.rising and grid.depth.diminishing  # +20\u00a0pp for one layer, +10\u00a0pp over four
     assert "diminishing returns" in grid.depth.sentence()
     assert grid.width.rising and not grid.width.diminishing
     assert grid.all_within_bound
@@ -305,7 +305,7 @@ def test_a_shape_is_called_over_fitting_only_when_its_validation_loss_turns_up()
     worst["history"].update(train_acc=[0.40, 0.45], val_acc=[0.40, 0.42])  # a gap, but the loss keeps falling
     grid = facts.shape_facts(result)
     assert "does not over-fit" in grid.fit_sentence(grid.worst, "The worst")
-    assert "3.0 pp more accurate on its training data" in grid.fit_sentence(grid.worst, "The worst")
+    assert "3.0\u00a0pp more accurate on its training data" in grid.fit_sentence(grid.worst, "The worst")
     worst["history"].update(val_loss=[1.0, 0.8, 1.2], train_loss=[1.0, 0.8, 0.6],
                             train_acc=[0.4, 0.45, 0.5], val_acc=[0.4, 0.42, 0.41], test_acc=[0.4, 0.4, 0.4],
                             test_loss=[1.0, 1.0, 1.0])

@@ -104,7 +104,7 @@ def test_scratch_at_chance_is_reported_as_such_with_the_training_budget():
     chances = facts.chance_facts(fake_result(course_like_runs()), weights=11_177_025)
     assert chances.scratch["lr"] == 1e-4
     sentence = chances.scratch_sentence()
-    assert "does not beat chance" in sentence and "lr = 1e-4" in sentence and "52.5 %" in sentence
+    assert "does not beat chance" in sentence and "lr = 1e-4" in sentence and "52.5\u00a0%" in sentence
     assert chances.steps == 44  # ⌈1400 / 32⌉ steps of one epoch
     assert "44 optimiser steps" in chances.budget_sentence() and "11.2 million" in chances.budget_sentence()
     assert "“fake” for every test image (`finetune lr=0.01`)" in chances.constant_sentence()
@@ -126,7 +126,7 @@ def test_winner_within_the_test_sets_resolution_is_not_called_a_clear_win():
     assert winner.best["label"] == "finetune lr=1e-4" and winner.runner_up["baseline"] == "xgboost"
     assert winner.gap == pytest.approx(0.0125)
     assert not winner.clear and "cannot be told apart" in winner.sentence()
-    assert "only 1.3 pp ahead of the best of the runner-up baseline, XGBoost on pixels (73.5 %)" in winner.sentence()
+    assert "only 1.3\u00a0pp ahead of the best of the runner-up baseline, XGBoost on pixels (73.5\u00a0%)" in winner.sentence()
 
 
 def test_a_clear_winner_a_tie_and_a_lone_baseline():
@@ -143,7 +143,7 @@ def test_validation_choosing_a_different_winner_is_reported():
     winner = facts.winner_facts(fake_result([fake_run("finetune", 1e-4, 0.8, val_acc=0.7),
                                              fake_run("xgboost", None, 0.75, val_acc=0.72)]))
     assert winner.best["baseline"] == "finetune" and winner.best_by_val["baseline"] == "xgboost"
-    assert "would have picked XGBoost on pixels instead (72.0 % validation, 75.0 % test)" in (
+    assert "would have picked XGBoost on pixels instead (72.0\u00a0% validation, 75.0\u00a0% test)" in (
         winner.selection_sentence())
 
 
@@ -155,8 +155,8 @@ def test_large_rates_breaking_fine_tuning_are_named_and_contrasted_with_the_prob
     tune = rates.per_baseline["finetune"]
     assert tune.best["lr"] == 1e-4 and [run["lr"] for run in tune.broken_high] == [0.1, 0.01]
     sentence = rates.finetune_sentence()
-    assert sentence.startswith("Large rates break fine-tuning: at lr = 0.1 (52.0 %) and lr = 0.01 (47.8 %)")
-    assert "linear probe" in sentence and "lr = 0.1 (73.2 %)" in sentence
+    assert sentence.startswith("Large rates break fine-tuning: at lr = 0.1 (52.0\u00a0%) and lr = 0.01 (47.8\u00a0%)")
+    assert "linear probe" in sentence and "lr = 0.1 (73.2\u00a0%)" in sentence
     assert "lr = 1e-5 is too small" in rates.per_baseline["linear_probe"].sentence(rates.test)
     assert rates.per_baseline["linear_probe"].position == "largest"
     assert "larger rate than fine-tuning" in rates.probe_rate_sentence()
@@ -196,7 +196,7 @@ def test_fine_tuning_that_survives_large_rates_or_never_learns():
 def test_probes_that_agree_and_that_differ():
     agree = facts.probe_facts(fake_result(course_like_runs()))
     assert agree.difference == pytest.approx(0.0175) and agree.agree
-    assert "+1.8 pp" in agree.sentence() and "they agree" in agree.sentence()
+    assert "+1.8\u00a0pp" in agree.sentence() and "they agree" in agree.sentence()
     assert "Only 2 of the probe's 3 learning rates come that close" in agree.sentence()
     linear_ahead = facts.probe_facts(fake_result([fake_run("linear_probe", 0.1, 0.8),
                                                   fake_run("sklearn_probe", None, 0.6)]))
@@ -233,7 +233,7 @@ def test_summary_keeps_two_per_baseline_in_course_order_and_the_worst_run():
                                     "second best", "**worst overall**"]
     assert list(table["baseline"])[:2] == ["XGBoost on pixels", "ResNet18 from scratch"]
     assert list(table["learning rate"])[1:3] == ["1e-4", "1e-5"]
-    assert table.iloc[-1]["test accuracy"] == "47.8 %" and table.iloc[-1]["rank"] == 12
+    assert table.iloc[-1]["test accuracy"] == "47.8\u00a0%" and table.iloc[-1]["rank"] == 12
 
 
 def test_ranking_lists_every_run_best_first_with_a_chance_verdict():
@@ -248,7 +248,7 @@ def test_confusion_of_the_best_and_worst_run():
     extremes = facts.confusion_facts(fake_result(course_like_runs()))
     table = extremes.table()
     assert list(table["true class"]) == ["real", "fake", "real", "fake"]
-    assert table.iloc[2]["predicted fake"] == 200 and table.iloc[3]["recognised"] == "100.0 %"
+    assert table.iloc[2]["predicted fake"] == 200 and table.iloc[3]["recognised"] == "100.0\u00a0%"
     assert "`finetune lr=0.01`, answers “fake” for every test image" in extremes.sentence()
 
 
@@ -256,7 +256,7 @@ def test_caveat_and_provenance_say_stand_in_and_surrogate_plainly():
     result = fake_result(course_like_runs())
     box = facts.caveat_markdown(result)
     assert box.startswith("::: {.callout-warning}") and "stand-in, not faces" in box
-    assert "not ImageNet" in box and "1,000 images" in box and "90.0 %" in box
+    assert "not ImageNet" in box and "1,000 images" in box and "90.0\u00a0%" in box
     assert "Stand-in data, NOT faces" not in box  # the description's own prefix is not repeated
     assert "NOT faces" in facts.data_note(result) and "not ImageNet" in facts.data_note(result)
     assert "1,400 training images" in facts.data_note(result)

@@ -26,15 +26,18 @@ def renderer_name() -> str:
 
 
 def pct(value: float | None, digits: int = 1) -> str:
-    """0.8123 -> '81.2 %'; missing or NaN -> 'n/a'."""
+    """0.8123 -> '81.2 %' (a no-break space, so a table cell or line never splits it); missing/NaN -> 'n/a'."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{100 * value:.{digits}f} %"
+    return f"{100 * value:.{digits}f}\u00a0%"
 
 
 def pp(value: float, digits: int = 1) -> str:
-    """A difference of two accuracies in percentage points, signed."""
-    return f"{100 * value:+.{digits}f} pp"
+    """A difference of two accuracies in percentage points, signed ("+0.0 pp", never "-0.0 pp")."""
+    points = 100 * value
+    if round(points, digits) == 0:
+        points = 0.0
+    return f"{points:+.{digits}f}\u00a0pp"
 
 
 def num(value: float | int | None, digits: int = 3) -> str:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import pandas as pd
 
+from ex4 import report as fmt
 from ex4.store import Outcome
-
-
-def _acc(value: Any) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f} %"
 
 
 def _best(runs: list[dict[str, Any]], metric: str = "val_acc") -> dict[str, Any] | None:
@@ -27,8 +23,8 @@ def headline_rows(outcomes: Mapping[str, Outcome]) -> pd.DataFrame:
         best = _best(runs, metric)
         if best is not None:
             rows.append({"question": question, "best setting": best["label"],
-                         "validation accuracy": _acc(best["final"].get("val_acc")),
-                         "test accuracy": _acc(best["final"].get("test_acc")),
+                         "validation accuracy": fmt.pct(best["final"].get("val_acc")),
+                         "test accuracy": fmt.pct(best["final"].get("test_acc")),
                          "result": f"`{outcomes[name].key[:12]}`"})
 
     questions = {

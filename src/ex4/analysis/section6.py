@@ -36,11 +36,6 @@ def _finite(value: Any) -> bool:
     return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def signed_pp(value: float) -> str:
-    """fmt.pp without a "-0.0 pp" for differences that round to zero."""
-    return fmt.pp(0.0 if abs(value) < 5e-4 else value)
-
-
 def runs_by_label(result: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {run["label"]: run for run in result["runs"]}
 
@@ -272,7 +267,7 @@ class LongRunFacts:
         return (self.final["val_loss"] or 0.0) - (self.final["train_loss"] or 0.0)
 
     def verdict_sentence(self) -> str:
-        gap = (f"training accuracy minus validation accuracy is {signed_pp(self.gap_acc)}, and the validation loss "
+        gap = (f"training accuracy minus validation accuracy is {fmt.pp(self.gap_acc)}, and the validation loss "
                f"ends {fmt.num(abs(self.gap_loss))} {'above' if self.gap_loss >= 0 else 'below'} the training loss")
         if self.verdict == "diverged":
             return f"The run diverged; its last finite values say {gap}."
@@ -377,7 +372,7 @@ class BatchNormFacts:
 
     def verdict_sentence(self) -> str:
         change = (f"validation accuracy {fmt.pct(self.without['val_acc'])} without it and "
-                  f"{fmt.pct(self.with_bn['val_acc'])} with it ({signed_pp(self.acc_gain)}), validation loss "
+                  f"{fmt.pct(self.with_bn['val_acc'])} with it ({fmt.pp(self.acc_gain)}), validation loss "
                   f"{fmt.num(self.without['val_loss'])} and {fmt.num(self.with_bn['val_loss'])}")
         if self.with_diverged or self.without_diverged:
             which = "with" if self.with_diverged else "without"
@@ -921,7 +916,7 @@ class ImplicitFacts:
     def sentence(self) -> str:
         verb = "beat" if self.sine_wins else "did not beat"
         return (f"The sine features {verb} the raw coordinates: validation accuracy {fmt.pct(self.sine['val_acc'])} "
-                f"against {fmt.pct(self.raw['val_acc'])} ({signed_pp(self.gain)}), test accuracy "
+                f"against {fmt.pct(self.raw['val_acc'])} ({fmt.pp(self.gain)}), test accuracy "
                 f"{fmt.pct(self.sine['test_acc'])} against {fmt.pct(self.raw['test_acc'])}.")
 
 

@@ -41,11 +41,6 @@ def _finite(value: Any) -> bool:
     return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def signed_pp(value: float) -> str:
-    """fmt.pp without a "-0.0 pp" for differences that round to zero."""
-    return fmt.pp(0.0 if abs(value) < 5e-4 else value)
-
-
 def unsigned_pp(value: float) -> str:
     return fmt.pp(abs(value)).lstrip("+")
 
@@ -690,7 +685,7 @@ class ProbeFacts:
         lin, sk = accuracy(self.linear), accuracy(self.sklearn)
         head = (f"The best linear probe (lr = "
                 f"{format_lr(self.linear['lr'])}) reaches {fmt.pct(lin)} test accuracy and scikit-learn's logistic "
-                f"regression {fmt.pct(sk)}, a difference of {signed_pp(self.difference)}")
+                f"regression {fmt.pct(sk)}, a difference of {fmt.pp(self.difference)}")
         if self.agree:
             verdict = (f", within the ±{unsigned_pp(self.resolution)} the test set resolves: they agree, as two fits "
                        "of the same linear model should.")
@@ -752,7 +747,7 @@ class XGBoostFacts:
         difference, width, verdict = compare(self.xgboost, other, self.n_test)
         relation = {"ahead": "ahead of", "behind": "behind",
                     "level": f"level with (within the ±{unsigned_pp(width)} the test set resolves)"}[verdict]
-        return f"{relation} {what}, {named(other)} ({fmt.pct(accuracy(other))}, {signed_pp(difference)} for XGBoost)"
+        return f"{relation} {what}, {named(other)} ({fmt.pct(accuracy(other))}, {fmt.pp(difference)} for XGBoost)"
 
     def sentence(self) -> str:
         if self.xgboost is None or (self.frozen is None and self.finetuned is None):

@@ -243,6 +243,8 @@ def gradient_norms(result: Mapping[str, Any], floor: float, outcomes: Iterable[A
     layers = [int(layer) for layer in result["layers"]]
     colors = series_colors(len(layers))
     fig, axes = plt.subplots(1, len(runs), figsize=(4.4 * len(runs) + 2.0, 4.2), sharey=True, squeeze=False)
+    top = max([floor, *(float(v) for run in runs for layer in layers for v in run["grad_norms"][str(layer)]
+                        if v is not None and np.isfinite(v))])
     for ax, run in zip(axes[0], runs):
         for color, layer in zip(colors, layers):
             values = np.array([np.nan if v is None else float(v) for v in run["grad_norms"][str(layer)]])
@@ -254,6 +256,7 @@ def gradient_norms(result: Mapping[str, Any], floor: float, outcomes: Iterable[A
                 ax.plot(epochs[zero], shown[zero], linestyle="none", marker="o", markersize=6,
                         markerfacecolor="white", markeredgecolor=color)
         ax.axhline(floor, color="0.4", linestyle=":", linewidth=1)
+        ax.set_ylim(floor / 3, top * 3)  # explicit: a panel of exact zeros alone would have no height
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_title(run["label"], loc="left")
