@@ -312,3 +312,9 @@ def test_a_shape_is_called_over_fitting_only_when_its_validation_loss_turns_up()
     worst["params"]["epochs"] = 3
     grid = facts.shape_facts(result)
     assert "it over-fits: its validation loss was lowest in epoch 2" in grid.fit_sentence(grid.worst, "The worst")
+
+
+def test_the_engine_sentence_names_the_engine_that_trained():
+    assert "compiled CPU kernel" in facts.engine_sentence({"engine": "kernel"})
+    assert "PyTorch engine" in facts.engine_sentence({"engine": "torch"})
+    assert facts.engine_sentence({}) == ""

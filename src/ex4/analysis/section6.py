@@ -76,6 +76,18 @@ def data_note(result: Mapping[str, Any], folder: str) -> str:
     return f"data: {folder} · {fmt.num(int(result['n_train']))} training rows · seed {result['seed']}"
 
 
+def engine_sentence(result: Mapping[str, Any]) -> str:
+    """Which engine trained the runs (the engines agree up to float32 rounding, which unstable runs amplify)."""
+    engine = result.get("engine")
+    if engine == "kernel":
+        return ("Every run was trained by ex4's compiled CPU kernel (`mlp_engine` resolved to `kernel`), which "
+                "computes what PyTorch computes up to float32 rounding; `mlp_engine: torch` reproduces a textbook "
+                "PyTorch loop bit for bit, more slowly.")
+    if engine == "torch":
+        return "Every run was trained by ex4's PyTorch engine (`mlp_engine` resolved to `torch`)."
+    return ""
+
+
 def format_count(value: int | None) -> str:
     """Counts for tables: thousands separators up to ten million, then mantissa × 10^exponent."""
     if value is None:

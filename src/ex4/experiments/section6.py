@@ -55,7 +55,8 @@ def load_splits(ctx: Context) -> tuple[Splits, dict[str, Any]]:
         arrays["train"] = (data.train.x[rows], data.train.y[rows])
     splits = Splits.from_arrays(arrays, data.n_classes, device)
     header = {"n_train": int(splits.y["train"].shape[0]), "n_classes": data.n_classes,
-              "class_names": list(data.class_names), "seed": int(ctx.params["seed"])}
+              "class_names": list(data.class_names), "seed": int(ctx.params["seed"]),
+              "engine": training_engine(ctx.params)}
     return splits, header
 
 
