@@ -264,6 +264,20 @@ def test_a_dead_plain_network_is_described_as_such():
     assert "no gradient reaches any tracked layer" in gradients.plain_sentence()
 
 
+def test_gradients_that_flow_are_judged_by_what_they_bought():
+    result = fake_gradients_result(plain={"0": [0.0, 0.0], "5": [0.0, 0.0], "9": [0.0, 0.0]},
+                                   residual={"0": [1.0, 1.0], "5": [1.0, 1.0], "9": [1.0, 1.0]})  # val acc 0.3
+    stalled = facts.gradient_facts(result, majority=0.3).residual_sentence()
+    assert "not yet learning" in stalled and "after 2 epochs" in stalled and "30.0\u00a0%" in stalled
+    learned = facts.gradient_facts(result, majority=0.1).residual_sentence()
+    assert "And it learns" in learned and "20.0\u00a0pp above" in learned
+    assert facts.gradient_facts(result).learning_clause() == ""
+
+
+def test_majority_accuracy_answers_the_most_common_training_class():
+    assert facts.majority_accuracy(np.array([2, 2, 1]), np.array([2, 1, 1, 2])) == 0.5
+
+
 def test_log_floor_without_positive_values():
     assert facts.log_floor([0.0, None]) == 1e-30
 

@@ -71,6 +71,13 @@ def prior_loss(train_labels: np.ndarray, eval_labels: np.ndarray, n_classes: int
     return float(-log_prior[np.asarray(eval_labels, dtype=np.int64)].mean())
 
 
+def majority_accuracy(train_labels: np.ndarray, eval_labels: np.ndarray) -> float:
+    """Accuracy on `eval_labels` of always answering the most common training class: the floor a network
+    that ignores its input reaches."""
+    most_common = int(np.bincount(np.asarray(train_labels, dtype=np.int64)).argmax())
+    return float(np.mean(np.asarray(eval_labels) == most_common))
+
+
 def data_note(result: Mapping[str, Any], folder: str) -> str:
     """Provenance text for figures: the data folder and the training rows the runs saw."""
     return f"data: {folder} · {fmt.num(int(result['n_train']))} training rows · seed {result['seed']}"
@@ -825,6 +832,8 @@ class GradientFacts:
     floor: float  # zeros are drawn here on the log axis
     depth: int
     any_zero: bool  # some tracked value of either run is exactly zero
+    epochs: int = 0
+    majority: float | None = None  # val accuracy of always answering the most common training class
 
     @property
     def fixed(self) -> bool:
@@ -858,7 +867,7 @@ class GradientFacts:
     def residual_sentence(self) -> str:
         plain, res = self.plain, self.residual
         accuracy = (f" Validation accuracy: {fmt.pct(plain.final_val_acc)} plain, "
-                    f"{fmt.pct(res.final_val_acc)} residual.")
+                    f"{fmt.pct(res.final_val_acc)} residual.") + self.learning_clause()
         if self.fixed:
             return (f"Residual connections fix this: with them layer {res.layers[0]} gets "
                     f"{_ratio_text(res.ratio)} layer {res.layers[-1]}'s, and no tracked layer is left at zero — the "
@@ -868,6 +877,24 @@ class GradientFacts:
                     f"{res.layers[0]} still gets {_ratio_text(res.ratio)} layer {res.layers[-1]}'s." + accuracy)
         return (f"With residual connections layer {res.layers[0]} gets {_ratio_text(res.ratio)} layer "
                 f"{res.layers[-1]}'s." + accuracy)
+
+
+    def learning_clause(self) -> str:
+        """Whether gradients that reach the input also bought accuracy, judged against the majority class."""
+        res, majority = self.residual.final_val_acc, self.majority
+        if res is None or majority is None or self.residual.vanished:
+            return ""
+        after = f"after {fmt.num(self.epochs)} epoch{'s' if self.epochs != 1 else ''}"
+        if res <= majority + MAJORITY_MARGIN:
+            return (f" Gradients that reach the input are not yet learning, though: {after} the residual network "
+                    f"is no more accurate than always answering the most common country "
+                    f"({fmt.pct(majority)}) — at this learning rate {fmt.num(self.depth)} layers train slowly even "
+                    "when the signal gets through.")
+        return (f" And it learns: {after} the residual network is {fmt.pp(res - majority).lstrip('+')} above always "
+                f"answering the most common country ({fmt.pct(majority)}).")
+
+
+MAJORITY_MARGIN = 0.005  # within half a point of the majority-class rate counts as not having learned
 
 
 def _ratio_text(ratio: float | None) -> str:
@@ -888,7 +915,9 @@ def log_floor(values: Sequence[float]) -> float:
     return 10.0 ** (math.floor(math.log10(min(positive))) - 1)
 
 
-def gradient_facts(result: Mapping[str, Any]) -> GradientFacts:
+def gradient_facts(result: Mapping[str, Any], majority: float | None = None) -> GradientFacts:
+    """`majority`: validation accuracy of always answering the most common training class (`majority_accuracy`),
+    when the chapter has it, to say whether the gradients that flow also bought accuracy."""
     runs = {}
     everything: list[float] = []
     for run in result["runs"]:
@@ -903,7 +932,9 @@ def gradient_facts(result: Mapping[str, Any]) -> GradientFacts:
         runs[bool(run["arch"]["residual"])] = GradientRun(run["label"], layers, means, tuple(zeros),
                                                          last_metrics(run)["val_acc"])
     depth = int(result["runs"][0]["arch"]["depth"])
-    return GradientFacts(runs[False], runs[True], log_floor(everything), depth, any(v == 0 for v in everything))
+    epochs = int(result["runs"][0]["params"]["epochs"])
+    return GradientFacts(runs[False], runs[True], log_floor(everything), depth, any(v == 0 for v in everything),
+                         epochs, majority)
 
 
 # ---- 6.2: implicit representation --------------------------------------------------------------------------
