@@ -23,9 +23,9 @@ Chaotic runs. Some runs sit at the edge of stability (lr 0.2; batch size 1): the
 until two correct implementations part ways. To tell these apart, every run is trained again by ex4 for the
 compared epochs, five times, each time with ONE initial weight moved by one unit in the last place
 (`NUDGES`); a run whose validation accuracy spreads over more than the 1 pp tolerance under those nudges
-alone is listed as chaotic, with its ex4-vs-reference difference, and left out of the headline maximum (no engine that rounds differently from
-the textbook loop can agree with it within 1 pp; `EX4_MLP_ENGINE=torch`, bit-identical, does). The last
-line printed is
+alone is listed as chaotic, with its ex4-vs-reference difference, and left out of the headline maximum
+(no engine that rounds differently from the textbook loop can agree with it within 1 pp;
+`EX4_MLP_ENGINE=torch`, bit-identical, does). The last line printed is
 
     section6 speedup: <X>x (reference <a> s, ex4 <b> s), max |delta val acc| <d> pp
 """

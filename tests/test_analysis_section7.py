@@ -107,7 +107,8 @@ def test_scratch_at_chance_is_reported_as_such_with_the_training_budget():
     assert "does not beat chance" in sentence and "lr = 1e-4" in sentence and "52.5\u00a0%" in sentence
     assert chances.steps == 44  # ⌈1400 / 32⌉ steps of one epoch
     assert "44 optimiser steps" in chances.budget_sentence() and "11.2 million" in chances.budget_sentence()
-    assert "“fake” for every test image (`finetune lr=0.01`)" in chances.constant_sentence()
+    assert "1 gives the same answer for every test image: “fake” (`finetune lr=0.01`)." in chances.constant_sentence()
+    assert "Such a run scores exactly" in chances.constant_sentence()
     assert chances.overall_sentence().startswith("Of the 12 runs, 6 beat chance")
 
 
@@ -181,6 +182,11 @@ def test_fine_tuning_that_survives_large_rates_or_never_learns():
     survives = facts.learning_rate_facts(fake_result([fake_run("finetune", 0.1, 0.65),
                                                       fake_run("finetune", 1e-3, 0.8)]))
     assert "did not break it" in survives.finetune_sentence()
+    gap = facts.learning_rate_facts(fake_result([fake_run("finetune", 0.1, 0.65), fake_run("finetune", 0.01, 0.5),
+                                                 fake_run("finetune", 1e-3, 0.8)]))
+    sentence = gap.finetune_sentence()
+    assert "did not break fine-tuning for good: lr = 0.1 (65.0\u00a0%) still beats chance" in sentence
+    assert "while lr = 0.01 (50.0\u00a0%) fell to chance level" in sentence
     largest = facts.learning_rate_facts(fake_result([fake_run("finetune", 0.1, 0.8),
                                                      fake_run("finetune", 1e-3, 0.7)]))
     assert "largest rate was the best" in largest.finetune_sentence()

@@ -624,7 +624,8 @@ class Trend:
         if len(self.values) < 2:
             return f"The grid has a single {self.axis} at this setting, so there is no trend to read."
         unit = "added layer" if self.axis == "depth" else "doubling of the width"
-        points = fmt.listing(f"{fmt.pct(acc)} at {self.axis} {value}" for value, acc in zip(self.values, self.accuracies))
+        points = fmt.listing(f"{fmt.pct(acc)} at {self.axis} {value}"
+                             for value, acc in zip(self.values, self.accuracies))
         if self.rising:
             shape = ("rises at every step but by less per " + unit + " each time: diminishing returns"
                      if self.diminishing else "rises at every step")

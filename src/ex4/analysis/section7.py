@@ -388,16 +388,15 @@ class ChanceFacts:
         by_answer: dict[str, list[str]] = {}
         for label, answer in self.constant:
             by_answer.setdefault(answer, []).append(label)
-        parts = [f"“{answer}” for every test image ({fmt.listing(f'`{label}`' for label in labels)})"
+        parts = [f"“{answer}” ({fmt.listing(f'`{label}`' for label in labels)})"
                  for answer, labels in by_answer.items()]
         count = len(self.constant)
-        subject = (f"Of the {fmt.num(self.n_runs)} runs, {fmt.num(count)} "
-                   f"answer{'s' if count == 1 else ''}")
-        tail = (f", which scores exactly the share of that class, {fmt.pct(self.test.majority_rate)} on this "
-                "balanced test set" if self.test.balanced else ", which scores exactly that class's share of the "
-                "test set")
-        return (f"{subject} {fmt.listing(parts, 'and')}{tail}: such a model has collapsed to a constant, "
-                "whatever its loss.")
+        subject = (f"Of the {fmt.num(self.n_runs)} runs, {fmt.num(count)} give{'s' if count == 1 else ''} the "
+                   f"same answer for every test image: {fmt.listing(parts, 'and')}.")
+        share = (f"the share of its class, {fmt.pct(self.test.majority_rate)} on this balanced test set"
+                 if self.test.balanced else "its class's share of the test set")
+        return (f"{subject} {'Such a run' if count == 1 else 'Each such run'} scores exactly {share}: it has "
+                "collapsed to a constant, whatever its loss.")
 
     def overall_sentence(self) -> str:
         beating = len(self.beating)
@@ -597,8 +596,16 @@ class LearningRateFacts:
             return "The largest rate was the best one for fine-tuning, so no rate tried was too large for it."
         if not broken:
             higher = [run for run in tune.runs if run["lr"] > tune.best["lr"]]
-            return (f"Larger rates cost fine-tuning accuracy but did not break it: "
-                    f"{fmt.listing(_rate_and_accuracy(run) for run in higher)} still beat chance.")
+            learned = [run for run in higher if self.test.beats(accuracy(run))]
+            stalled = [run for run in higher if not self.test.beats(accuracy(run))]
+            verb = "beats" if len(learned) == 1 else "beat"
+            if not stalled:
+                return (f"Larger rates cost fine-tuning accuracy but did not break it: "
+                        f"{fmt.listing(_rate_and_accuracy(run) for run in learned)} still {verb} chance.")
+            return (f"Larger rates did not break fine-tuning for good: "
+                    f"{fmt.listing(_rate_and_accuracy(run) for run in learned)} still {verb} chance, while "
+                    f"{fmt.listing(_rate_and_accuracy(run) for run in stalled)} fell to chance level between rates "
+                    "that learn, a single run's bad luck rather than a trend in the rate.")
         probe = self.per_baseline.get("linear_probe")
         contrast = ""
         if probe is not None:
