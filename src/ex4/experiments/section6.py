@@ -105,10 +105,19 @@ def training_engine(p: dict[str, Any]) -> str:
         raise Ex4Error(f"parameter 'mlp_engine' = {p['mlp_engine']!r}: {error}") from None
 
 
+def _engine_identity(engine: str) -> dict[str, Any]:
+    """The engine for store keys; for the kernel also numba's version, whose compiler decides its rounding."""
+    if engine != "kernel":
+        return {"mlp_engine": engine}
+    from ex4.versions import package_versions
+
+    return {"mlp_engine": engine, "numba": package_versions("numba")["numba"]}
+
+
 def _key_params(names: tuple[str, ...]):
     """Store-key parameters of an experiment: its names, with `mlp_engine` as the engine actually used."""
     def key_params(values: dict[str, Any]) -> dict[str, Any]:
-        return {**{name: values[name] for name in names}, "mlp_engine": training_engine(values)}
+        return {**{name: values[name] for name in names}, **_engine_identity(training_engine(values))}
 
     return key_params
 
@@ -152,7 +161,7 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
 def _run_identity(spec: RunSpec, p: dict[str, Any], engine: str) -> dict[str, Any]:
     """Everything that decides a run's numbers: its settings (not its label), the seed, the split, the engine."""
     return {**spec.params(), "track_layers": list(spec.track_layers), "record_step_losses": spec.record_step_losses,
-            "seed": int(p["seed"]), "mlp_train_subset": p["mlp_train_subset"], "engine": engine}
+            "seed": int(p["seed"]), "mlp_train_subset": p["mlp_train_subset"], **_engine_identity(engine)}
 
 
 def _run_record(result: RunResult) -> tuple[dict[str, Any], dict[str, Any]]:
