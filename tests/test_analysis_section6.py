@@ -332,3 +332,19 @@ def test_the_engine_sentence_names_the_engine_that_trained():
     assert "compiled CPU kernel" in facts.engine_sentence({"engine": "kernel"})
     assert "PyTorch engine" in facts.engine_sentence({"engine": "torch"})
     assert facts.engine_sentence({}) == ""
+
+
+def test_the_headline_does_not_crown_a_winner_that_learned_nothing():
+    from ex4.analysis.headline import headline_rows, majority_rate
+    from ex4.store import Outcome
+
+    assert majority_rate({"train": [5, 9, 1], "val": [2, 6, 2]}) == 0.6
+    flat = fake_result("mlp-gradients", [fake_run("plain", {"val_acc": [0.3, 0.3]}),
+                                         fake_run("residual", {"val_acc": [0.2, 0.2]})])
+    learned = fake_result("mlp-implicit", [fake_run("sine", {"val_acc": [0.5, 0.9]})])
+    outcomes = {name: Outcome(name, "0123456789abcdef", result, {}, hit=True, wall_time=0.0)
+                for name, result in (("mlp-gradients", flat), ("mlp-implicit", learned))}
+    rows = headline_rows(outcomes, majority=0.3).set_index("question")["best setting"]
+    assert rows.iloc[0].startswith("none learned (best: plain")
+    assert rows.iloc[1] == "sine"
+    assert headline_rows(outcomes)["best setting"].tolist() == ["plain", "sine"]
