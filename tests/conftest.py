@@ -93,6 +93,20 @@ def data_faces_tree(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+# --- training -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def single_torch_thread():
+    """Tiny tensors gain nothing from intra-op threads, and lose a lot when other processes share the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --- the whole book under the smoke profile (rendered once per test session) -----------------------------------
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

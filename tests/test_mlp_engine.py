@@ -1,7 +1,7 @@
 """The batched MLP engine against plain PyTorch, and its bookkeeping (batches, divergence, determinism).
 
-Data: a tiny stand-in generated here (points labelled by the nearest of a few random centres, i.e. Voronoi
-cells), not the Europe set.
+Data: the tiny stand-in of `mlp_stand_in` (points labelled by the nearest of a few random centres, i.e.
+Voronoi cells), not the Europe set.
 """
 
 import math
@@ -13,19 +13,11 @@ import torch.nn.functional as F
 from ex4.errors import Ex4Error
 from ex4.models.mlp import Architecture, build_mlp
 from ex4.train.device import pick_device
-from ex4.train.mlp_engine import (BatchedMLP, RunSpec, Splits, batch_sizes, initial_model, last_batch_kind,
+from ex4.train.mlp_engine import (BatchedMLP, RunSpec, batch_sizes, initial_model, last_batch_kind,
                                   per_run_cross_entropy, train_runs)
+from mlp_stand_in import N_CLASSES, stand_in_splits
 
-N_CLASSES = 5
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and lose a lot when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(autouse=True)
@@ -35,19 +27,9 @@ def torch_engine(monkeypatch):
     monkeypatch.setenv("EX4_MLP_ENGINE", "torch")
 
 
-def voronoi(n, generator):
-    """Stand-in cities: uniform points in a Europe-sized box, labelled by the nearest of N_CLASSES centres."""
-    scale, offset = torch.tensor([40.0, 30.0]), torch.tensor([-10.0, 35.0])
-    centres = torch.rand(N_CLASSES, 2, generator=torch.Generator().manual_seed(99)) * scale + offset
-    x = torch.rand(n, 2, generator=generator) * scale + offset
-    return x, torch.cdist(x, centres).argmin(dim=1)
-
-
 @pytest.fixture(scope="module")
 def splits():
-    generator = torch.Generator().manual_seed(0)
-    parts = {name: voronoi(n, generator) for name, n in (("train", 97), ("val", 40), ("test", 40))}
-    return Splits.from_arrays(parts, N_CLASSES)
+    return stand_in_splits()
 
 
 def arch(depth=2, width=6, **flags):

@@ -1,8 +1,8 @@
 """The compiled CPU kernel (`ex4.train.mlp_kernel`, engine "kernel") against the torch engine, and its own
 guarantees: batched runs equal runs alone, determinism, divergence recorded, engine choice in the store key.
 
-Data: a tiny stand-in generated here (points labelled by the nearest of a few random centres), not the Europe
-set. 97 training rows: batches of 16 leave one row, which batch norm merges into the previous batch.
+Data: the tiny stand-in of `mlp_stand_in` (97 training rows: batches of 16 leave one row, which batch norm
+merges into the previous batch), not the Europe set.
 """
 
 import math
@@ -12,32 +12,16 @@ import torch
 
 from ex4 import params
 from ex4.models.mlp import Architecture
-from ex4.train.mlp_engine import RunSpec, Splits, resolve_engine, train_runs
+from ex4.train.mlp_engine import RunSpec, resolve_engine, train_runs
+from mlp_stand_in import N_CLASSES, stand_in_splits
 
-N_CLASSES = 5
 TRACK = (0, 2)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def voronoi(n, generator):
-    scale, offset = torch.tensor([40.0, 30.0]), torch.tensor([-10.0, 35.0])
-    centres = torch.rand(N_CLASSES, 2, generator=torch.Generator().manual_seed(99)) * scale + offset
-    x = torch.rand(n, 2, generator=generator) * scale + offset
-    return x, torch.cdist(x, centres).argmin(dim=1)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def splits():
-    generator = torch.Generator().manual_seed(0)
-    parts = {name: voronoi(n, generator) for name, n in (("train", 97), ("val", 40), ("test", 40))}
-    return Splits.from_arrays(parts, N_CLASSES)
+    return stand_in_splits()
 
 
 @pytest.fixture(scope="module", autouse=True)

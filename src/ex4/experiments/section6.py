@@ -142,7 +142,8 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
     from ex4.store import fingerprint_files
 
     data = fingerprint_files(europe_files(ctx.data_dir), root=ctx.data_dir)
-    identities = [_run_identity(spec, p, engine) for spec in specs]
+    engine_identity = _engine_identity(engine)
+    identities = [_run_identity(spec, p, engine_identity) for spec in specs]
     stored = [ctx.store.lookup("mlp-run", identity, data, RUN_CODE) for identity in identities]
     missing = [index for index, outcome in enumerate(stored) if outcome is None]
     trained = train_runs([specs[i] for i in missing], splits, seed=seed, progress=name, engine=engine) \
@@ -158,10 +159,10 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
     return results
 
 
-def _run_identity(spec: RunSpec, p: dict[str, Any], engine: str) -> dict[str, Any]:
+def _run_identity(spec: RunSpec, p: dict[str, Any], engine_identity: dict[str, Any]) -> dict[str, Any]:
     """Everything that decides a run's numbers: its settings (not its label), the seed, the split, the engine."""
     return {**spec.params(), "track_layers": list(spec.track_layers), "record_step_losses": spec.record_step_losses,
-            "seed": int(p["seed"]), "mlp_train_subset": p["mlp_train_subset"], **_engine_identity(engine)}
+            "seed": int(p["seed"]), "mlp_train_subset": p["mlp_train_subset"], **engine_identity}
 
 
 def _run_record(result: RunResult) -> tuple[dict[str, Any], dict[str, Any]]:
