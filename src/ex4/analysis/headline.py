@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ex4 import report as fmt
+from ex4 import fmt
 from ex4.store import Outcome
 
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ex4 import report as fmt
+from ex4 import fmt
 from ex4.models.mlp import IMPLICIT_SCALES
 
 SINE_SCALES = IMPLICIT_SCALES  # the a's of the sine features sin(a·x), for the chapter's prose

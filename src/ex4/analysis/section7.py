@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binom
 
-from ex4 import report as fmt
+from ex4 import fmt
 from ex4.analysis.tables import BASELINE_NAMES, format_lr, rank_runs, sort_key, summarize
 from ex4.errors import Ex4Error
 
