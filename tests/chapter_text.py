@@ -1,0 +1,105 @@
+"""Execute a chapter's cells in-process against synthetic results and return the Markdown a reader would see.
+
+The wording tests of the literate chapters use this: a chapter chooses its sentences from verdicts computed
+on the results it reads, so feeding it two result sets with opposite verdicts and reading the text it
+produces shows whether the chosen passage follows the numbers. The chapter is turned into a notebook by the
+renderer's own `build_notebook` (so inline `` `{python} expr` `` values are computed exactly as in the book),
+then each cell runs in an IPython shell with `ex4.experiments.run` replaced by a lookup in the given results.
+
+What comes back is the chapter's text in order: Markdown cells as written, inline expressions filled in,
+`display(Markdown(...))` outputs, the Markdown form of a cell's last expression, and what `#| output: asis`
+cells print. Figure cells (label `fig-...`) are skipped unless asked for: they draw, they do not word.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+import ex4.experiments
+from ex4.render.notebook import SETUP_TAG, build_notebook
+from ex4.render.qmd import parse_qmd
+from ex4.store import Outcome
+
+
+class ChapterFailed(AssertionError):
+    """A cell raised: the message names the chapter and the .qmd line of the cell."""
+
+
+def _markdown_of(value: Any) -> str | None:
+    if value is None:
+        return None
+    if hasattr(value, "_repr_markdown_"):
+        text = value._repr_markdown_()
+        if isinstance(text, tuple):
+            text = text[0]
+        return None if text is None else str(text)
+    return None
+
+
+def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params: Mapping[str, Any] | None = None,
+                 skip: Callable[[dict[str, Any]], bool] | None = None, tensors: Mapping[str, dict] | None = None) -> str:
+    """The Markdown text of chapter `qmd` when experiment `name` returns `results[name]`.
+
+    `params` overrides values of the chapter's parameters cell (as Papermill would inject them). `skip` gets a
+    cell's options and says whether to leave it out (default: figure cells). `tensors` optionally gives an
+    experiment's stored tensors.
+    """
+    chapter = parse_qmd(Path(qmd))
+    notebook = build_notebook(chapter)
+    skip = skip or (lambda options: str(options.get("label", "")).startswith("fig-"))
+    options_by_index = {index: cell.options for index, cell in enumerate(chapter.cells)}
+
+    def fake_run(name: str, values: Mapping[str, Any], store: Any = None) -> Outcome:
+        if name not in results:
+            raise AssertionError(f"{Path(qmd).name} asked for experiment '{name}', not among the synthetic results")
+        return Outcome(experiment=name, key=f"synthetic-{name}", result=results[name],
+                       tensors=dict((tensors or {}).get(name, {})), hit=True, meta={"synthetic": True})
+
+    shell = InteractiveShell.instance()
+    shell.reset(new_session=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    saved_run = ex4.experiments.run
+    ex4.experiments.run = fake_run
+    pieces: list[str] = []
+    try:
+        for cell in notebook.cells:
+            origin = cell.metadata.get("ex4", {})
+            if cell.cell_type == "markdown":
+                if cell.source:
+                    pieces.append(cell.source)
+                continue
+            index = origin.get("cell")
+            options = options_by_index.get(index, {}) if index is not None else {}
+            if index is not None and skip(options):
+                continue
+            source = cell.source
+            tags = cell.metadata.get("tags", [])
+            if "parameters" in tags and params:
+                source = source + "\n" + "\n".join(f"{name} = {value!r}" for name, value in params.items())
+            with capture_output(stdout=True, stderr=True, display=True) as captured:
+                outcome = shell.run_cell(source, store_history=False, silent=False)
+            if not outcome.success:
+                error = outcome.error_in_exec or outcome.error_before_exec
+                line = origin.get("line", "?")
+                raise ChapterFailed(f"{Path(qmd).name}, cell at line {line}: {type(error).__name__}: {error}") from error
+            if SETUP_TAG in tags:
+                continue
+            for output in captured.outputs:
+                text = output.data.get("text/markdown")
+                if text:
+                    pieces.append(text if isinstance(text, str) else "".join(text))
+            if options.get("output") == "asis" and captured.stdout:
+                pieces.append(captured.stdout)
+            shown = _markdown_of(outcome.result)
+            if shown:
+                pieces.append(shown)
+    finally:
+        ex4.experiments.run = saved_run
+        shell.reset(new_session=True)
+    return "\n\n".join(piece.strip("\n") for piece in pieces)
