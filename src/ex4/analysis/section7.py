@@ -565,13 +565,13 @@ def summary_rows(result: Mapping[str, Any], per_baseline: int = PER_BASELINE) ->
 
 
 def ranking_rows(result: Mapping[str, Any]) -> pd.DataFrame:
-    """Every run, best first. Columns: rank, label, baseline, lr, val_acc, test_acc, test_loss (None when the run
+    """Every run, best first. Columns: rank, label, baseline, lr, val_acc, test_acc, test_loss (NaN when the run
     diverged), beats_chance."""
     diverged = {run["label"] for run in result["runs"] if run.get("diverged")}
     test = chance(result, "test")
     rows = [{"rank": row["rank"], "label": row["label"], "baseline": row["baseline"], "lr": row["lr"],
              "val_acc": row["val_acc"], "test_acc": row["test_acc"],
-             "test_loss": None if row["label"] in diverged or not _finite(row["test_loss"]) else row["test_loss"],
+             "test_loss": math.nan if row["label"] in diverged or not _finite(row["test_loss"]) else row["test_loss"],
              "beats_chance": test.beats(row["test_acc"])}
             for row in rank_runs(result["runs"])]
     return pd.DataFrame(rows, columns=["rank", "label", "baseline", "lr", "val_acc", "test_acc", "test_loss",
