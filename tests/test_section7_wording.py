@@ -144,3 +144,34 @@ def test_a_subset_of_baselines_is_named_and_missing_comparisons_say_so(smoke):
     assert "No baseline of this run uses a pretrained backbone." in text
     assert "This comparison needs both probes, and this run has neither" in text
     assert "This comparison needs a baseline on the pretrained backbone" in text
+
+
+def test_the_chance_paragraph_follows_scratch_and_constant_answers(smoke):
+    result, tensors = smoke
+    text = text_of(result, tensors)
+    assert "from scratch does not beat chance" in text and "That is no surprise after" in text
+    assert "give the same answer for every test image" in text  # two smoke runs answer “fake” throughout
+
+    learned = copy.deepcopy(result)
+    for run in learned["runs"]:
+        set_accuracy(learned, run["label"], 0.8 if run["baseline"] == "scratch" else 0.7)
+    text = text_of(learned, tensors)
+    assert "from scratch does beat chance" in text and "That is no surprise" not in text
+    assert "same answer for every test image" not in text
+    assert "Every one of the 8 runs beats chance on the test set." in text
+
+
+def test_the_best_and_worst_run_passage_follows_their_confusion(smoke):
+    result, tensors = smoke
+    lopsided = copy.deepcopy(result)
+    best = set_accuracy(lopsided, "xgboost", 0.7)
+    real = lopsided["data"]["counts"]["test"]["real"]
+    fake = lopsided["data"]["counts"]["test"]["fake"]
+    best["confusion"]["test"] = [[real, 0], [fake - round(0.4 * fake), round(0.4 * fake)]]
+    best["final"]["test_acc"] = (real + round(0.4 * fake)) / (real + fake)
+    text = paragraph(text_of(lopsided, tensors), "The best run, `xgboost`")
+    assert "Even the best run is lopsided: it finds the real images" in text
+
+    balanced = copy.deepcopy(result)
+    set_accuracy(balanced, "xgboost", 0.7)
+    assert "lopsided" not in paragraph(text_of(balanced, tensors), "The best run, `xgboost`")
