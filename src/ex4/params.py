@@ -168,8 +168,8 @@ SCHEMA: dict[str, Spec] = {
                        "MLP training engine: auto = compiled CPU kernel on the CPU, torch on CUDA; torch = "
                        "bit-identical to a textbook loop for single runs"),
     "mlp_compile": Spec("eager", choice("eager", "small", "all"),
-                        "torch.compile the torch engine's SGD step: eager = never; small = batches of <= 32 rows for >= 20,000 "
-                        "steps; all = every group of >= 10,000 steps (faster, but rounds differently from eager)"),
+                        "torch.compile the torch engine's SGD step: eager = never; small = long runs of small batches; "
+                        "all = every long run (faster, but rounds differently from eager; see should_compile)"),
     # Section 7
     "cnn_baselines": Spec(list(BASELINES), list_of(choice(*BASELINES), unique=True), "baselines to run"),
     "cnn_learning_rates": Spec([0.1, 0.01, 0.001, 0.0001, 0.00001], list_of(positive_float, unique=True),
