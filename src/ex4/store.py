@@ -31,7 +31,7 @@ from filelock import FileLock
 
 from ex4.atomic import fsync_dir
 from ex4.errors import Ex4Error
-from ex4.hashing import sha256_bytes, sha256_file
+from ex4.hashing import file_digest, fingerprint_digests, sha256_bytes, sha256_file
 from ex4.versions import package_versions
 from ex4.paths import default_store_dir
 
@@ -55,20 +55,10 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
-_FILE_HASH_MEMO: dict[tuple[str, int, int], str] = {}
-
-
 def fingerprint_files(paths: Iterable[Path], root: Path | None = None) -> str:
-    """Hash of the files' relative names and contents (memoised per path, size and mtime in this process)."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(p) for p in paths):
-        stat = path.stat()
-        memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-        if memo_key not in _FILE_HASH_MEMO:
-            _FILE_HASH_MEMO[memo_key] = sha256_file(path)
-        name = str(path.relative_to(root)) if root is not None else path.name
-        digest.update(f"{name}\0{_FILE_HASH_MEMO[memo_key]}\n".encode())
-    return digest.hexdigest()
+    """Hash of the files' relative names and contents (each content hash memoised by `hashing.file_digest`,
+    which never trusts size and mtime alone)."""
+    return fingerprint_digests(((Path(path), file_digest(path)) for path in paths), root)
 
 
 def fingerprint_code(module_names: Iterable[str]) -> str:
