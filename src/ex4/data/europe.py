@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ex4.data.checks import read_json, read_text, require_directory, require_file
+from ex4.data.checks import decode_text, read_bytes, read_json, require_directory, require_file
 from ex4.errors import Ex4Error
+from ex4.hashing import fingerprint_digests, sha256_bytes
 
 SPLIT_FILES = {"train": "train.csv", "val": "validation.csv", "test": "test.csv"}
 COUNTRIES_FILE = "countries.csv"
@@ -40,6 +41,7 @@ class EuropeData:
     n_classes: int
     class_names: list[str]
     directory: Path
+    fingerprint: str = ""  # store-style fingerprint of the bytes that were read (ex4.hashing.fingerprint_digests)
 
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "val": self.val, "test": self.test}
@@ -58,10 +60,11 @@ def load_europe(directory: Path | str) -> EuropeData:
     """Read and validate the three splits; class names from countries.csv, else "class 0", "class 1", ..."""
     folder = require_directory(directory, "Europe data")
     europe_files(folder)
-    columns = {split: _read_split(folder / name) for split, name in SPLIT_FILES.items()}
+    digests: dict[Path, str] = {}
+    columns = {split: _read_split(folder / name, digests) for split, name in SPLIT_FILES.items()}
     names_file = folder / COUNTRIES_FILE
     if names_file.exists():
-        class_names = _read_class_names(names_file)
+        class_names = _read_class_names(names_file, digests)
         n_classes = len(class_names)
     else:
         n_classes = 1 + max(int(labels.max()) for _, labels, _ in columns.values())
@@ -75,7 +78,8 @@ def load_europe(directory: Path | str) -> EuropeData:
             raise Ex4Error(f"{path}: row {row} (line {row + 1}), column 'country': label {labels[outside[0]]} "
                            f"is out of range 0..{n_classes - 1} ({names_file.name} lists {n_classes} classes)")
     splits = {split: Split(x=x, y=labels) for split, (x, labels, _) in columns.items()}
-    return EuropeData(**splits, n_classes=n_classes, class_names=class_names, directory=folder)
+    return EuropeData(**splits, n_classes=n_classes, class_names=class_names, directory=folder,
+                      fingerprint=fingerprint_digests(digests.items(), root=folder))
 
 
 def summarize_europe(directory: Path | str) -> dict[str, Any]:
@@ -97,9 +101,13 @@ def summarize_europe(directory: Path | str) -> dict[str, Any]:
 # --- reading one file --------------------------------------------------------------------------------------
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    """All cells as stripped strings, blank lines kept (so data row N sits on line N + 1)."""
-    text = read_text(path)
+def _read_table(path: Path, digests: dict[Path, str] | None = None) -> pd.DataFrame:
+    """All cells as stripped strings, blank lines kept (so data row N sits on line N + 1); the sha256 of the
+    bytes read goes into `digests`."""
+    data = read_bytes(path)
+    if digests is not None:
+        digests[path] = sha256_bytes(data)
+    text = decode_text(path, data)
     try:
         table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
                             skip_blank_lines=False)
@@ -161,8 +169,8 @@ def _integer_labels(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _read_split(path: Path) -> tuple[np.ndarray, np.ndarray, Path]:
-    table = _read_table(path)
+def _read_split(path: Path, digests: dict[Path, str] | None = None) -> tuple[np.ndarray, np.ndarray, Path]:
+    table = _read_table(path, digests)
     _split_columns(table, path, ("long", "lat", "country"))
     coordinates = []
     for column, (low, high) in COORDINATE_RANGES.items():
@@ -177,9 +185,9 @@ def _read_split(path: Path) -> tuple[np.ndarray, np.ndarray, Path]:
     return np.stack(coordinates, axis=1).astype(np.float32), labels, path
 
 
-def _read_class_names(path: Path) -> list[str]:
+def _read_class_names(path: Path, digests: dict[Path, str] | None = None) -> list[str]:
     """countries.csv: one row per label 0..K-1 (any order), each with a non-empty name."""
-    table = _read_table(path)
+    table = _read_table(path, digests)
     _split_columns(table, path, ("label", "name"))
     labels = _integer_labels(table, "label", path)
     names: dict[int, str] = {}

@@ -46,6 +46,9 @@ def load_splits(ctx: Context) -> tuple[Splits, dict[str, Any]]:
     from ex4.train.device import pick_device
 
     data = load_europe(ctx.data_dir)
+    if ctx.data_fingerprint is not None and data.fingerprint != ctx.data_fingerprint:
+        raise Ex4Error(f"{ctx.data_dir}: the data files changed between being fingerprinted for the store key "
+                       "and being read; run again once the data stops changing")
     device = pick_device(ctx.params.get("device", "auto"))
     arrays = {split: (part.x, part.y) for split, part in data.splits().items()}
     subset = ctx.params.get("mlp_train_subset")
@@ -141,7 +144,7 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
     from ex4.data.europe import europe_files
     from ex4.store import fingerprint_files
 
-    data = fingerprint_files(europe_files(ctx.data_dir), root=ctx.data_dir)
+    data = ctx.data_fingerprint or fingerprint_files(europe_files(ctx.data_dir), root=ctx.data_dir)
     engine_identity = _engine_identity(engine)
     identities = [_run_identity(spec, p, engine_identity) for spec in specs]
     stored = [ctx.store.lookup("mlp-run", identity, data, RUN_CODE) for identity in identities]
