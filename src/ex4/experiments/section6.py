@@ -137,6 +137,7 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
     run's numbers do not depend on the runs it trains beside, so each run is stored on its own ("mlp-run",
     keyed by everything that shapes it but its label) and trained once. The torch engine batches runs in ways
     that change their rounding, so there every experiment trains its own."""
+    check_row_passes(specs, int(splits.y["train"].shape[0]), name)
     engine = training_engine(p)
     seed = int(p["seed"])
     if engine != "kernel":
@@ -160,6 +161,17 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
         if outcome is not None:
             results[index] = _run_from_record(specs[index], outcome.result, outcome.tensors)
     return results
+
+
+def check_row_passes(specs: list[RunSpec], n_train: int, name: str) -> None:
+    """Ex4Error before training when a run's epochs x training rows is over `params.MAX_ROW_PASSES`."""
+    from ex4.params import MAX_ROW_PASSES
+
+    for spec in specs:
+        if spec.epochs * n_train > MAX_ROW_PASSES:
+            raise Ex4Error(f"{name}: run '{spec.label}' would train {spec.epochs:,} epochs x {n_train:,} training rows "
+                           f"= {spec.epochs * n_train:,} row passes; the limit is {MAX_ROW_PASSES:,} per run (lower "
+                           "its epochs parameter or set mlp_train_subset)")
 
 
 def _run_identity(spec: RunSpec, p: dict[str, Any], engine_identity: dict[str, Any]) -> dict[str, Any]:
