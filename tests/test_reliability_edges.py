@@ -239,6 +239,8 @@ def test_disk_full_while_writing_an_entry(tmp_path, monkeypatch):
 @pytest.mark.parametrize("error, fragments", [
     (MemoryError(), ["not enough memory", "cnn_image_size"]),
     (MemoryError("Unable to allocate 7.45 TiB for an array"), ["not enough memory", "7.45 TiB"]),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried "
+                  "to allocate 8000000000000 bytes."), ["not enough memory", "8000000000000 bytes"]),
     (OSError(errno.ENOSPC, "No space left on device", "/data/x.npz"), ["/data/x.npz", "No space left"]),
     (PermissionError(errno.EACCES, "Permission denied", "/data/europe"), ["/data/europe", "Permission denied"]),
 ])

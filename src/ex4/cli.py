@@ -196,6 +196,17 @@ def _without_unsafe_advice(text: str) -> str:
     return text
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error).lower()
+    return type(error).__name__ == "OutOfMemoryError" or (
+        isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
+
+
+def _first_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:200] if text else type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
@@ -244,6 +255,10 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as error:  # an ex4 bug, not bad input: still one line unless --debug
         if args.debug:
             raise
+        if _out_of_memory(error):  # torch reports a failed allocation as a RuntimeError
+            print(f"ex4: error: not enough memory ({_first_line(error)}); lower the size parameters "
+                  "(cnn_image_size, batch sizes, widths, mlp_region_grid) or the amount of data", file=sys.stderr)
+            return EXIT_USER_ERROR
         message = " ".join(str(error).split())
         print(f"ex4: internal error: {type(error).__name__}: {message} (rerun with --debug for the traceback)",
               file=sys.stderr)

@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from ex4.atomic import atomic_path
 from ex4.data.checks import read_json, require_directory
-from ex4.errors import Ex4Error
+from ex4.errors import Ex4Error, warn
 from ex4.hashing import file_digest, fingerprint_digests, sha256_bytes
 from ex4.paths import cache_dir
 
@@ -351,7 +351,8 @@ def _write_cache(path: Path, splits: dict[str, ImageSplit]) -> None:
             np.savez(handle, **arrays)
         _remove_stale(path)
     except OSError as error:  # a read-only or full cache folder costs time, not correctness
-        print(f"ex4: could not write image cache {path}: {error.strerror or error}", file=sys.stderr)
+        warn(f"{path}: could not write the image cache ({error.strerror or error}); the images will be decoded "
+             "again next time")
 
 
 # --- public loaders ----------------------------------------------------------------------------------------
