@@ -154,6 +154,20 @@ def test_epochs_times_rows_is_bounded_before_training(tmp_path, monkeypatch, dat
     assert not trained
 
 
+def test_activations_per_step_are_bounded_before_training(tmp_path, monkeypatch, data_europe_dir):
+    from ex4.experiments import section6
+
+    monkeypatch.setattr(params, "MAX_ACTIVATIONS", 6 * 6 * 16 - 1)  # 6 rows x 6 layers x 16 units is one over
+    monkeypatch.setattr(experiments, "registry", lambda: {e.name: e for e in section6.EXPERIMENTS})
+    trained = []
+    monkeypatch.setattr(section6, "train_runs", lambda *a, **k: trained.append(a) or [])
+    values = params.resolve(("p", {"europe_dir": str(data_europe_dir), "mlp_epochs": 1, "device": "cpu"}))
+    with pytest.raises(Ex4Error, match=r"would hold 6 rows x 6 layers x 16 units = 576 activations per step; the "
+                                       r"limit is 575"):
+        experiments.run("mlp-lr", values, store=Store(tmp_path / "store"))
+    assert not trained
+
+
 def test_profile_file_over_the_size_limit(tmp_path, capsys):
     profile = tmp_path / "huge.yml"
     profile.write_text("seed: 1\n" + "#" * (params.MAX_PROFILE_BYTES + 1))

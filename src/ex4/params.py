@@ -32,6 +32,7 @@ MAX_MLP_BATCH = 2**17  # 131,072 rows, a full batch of the course's 106,897 trai
 MAX_REGION_GRID = 2_000  # 4 M mesh points per count (the course: 400)
 MAX_GRID_ITEMS = 64  # runs in one experiment grid (learning rates, batch sizes, shapes, layers)
 MAX_ROW_PASSES = 10**9  # epochs x training rows of one run (the course's largest: 100 x 85,518 = 8.6 M)
+MAX_ACTIVATIONS = 5 * 10**8  # rows per batch x depth x width of one step: 2 GB of float32 (the course: 655,360)
 MAX_CNN_IMAGE = 1_024  # side fed to the ResNet (the course: 224)
 MAX_CNN_BATCH = 4_096
 MAX_CNN_EPOCHS = 1_000
