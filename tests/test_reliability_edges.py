@@ -140,6 +140,13 @@ def test_image_pixel_and_aspect_limits(tmp_path):
             faces.check_image_size(tmp_path / "bad.png", width, height)
 
 
+def test_image_file_over_the_size_limit_is_not_read(data_isolated_root, data_faces_tree, monkeypatch, capsys):
+    root = data_faces_tree(per_class=1)
+    monkeypatch.setattr(faces, "MAX_IMAGE_BYTES", 10)
+    status, _, err = run_cli(capsys, "data", "check", "faces", str(root))
+    one_error_line(status, err, ".png: file is", "bytes; the limit is 10")
+
+
 def test_epochs_times_rows_is_bounded_before_training(tmp_path, monkeypatch, data_europe_dir):
     from ex4.experiments import section6
 

@@ -22,7 +22,8 @@ was decoded in the store's terms. The cache is safe to delete.
 
 Limits (checked on each image's header before its pixels are decoded, so a decompression bomb or a
 1 x 60000 strip fails with one line naming the file, never by exhausting memory): at most `MAX_PIXELS`
-pixels and an aspect ratio (long side / short side) of at most `MAX_ASPECT`. Pillow's own
+pixels and an aspect ratio (long side / short side) of at most `MAX_ASPECT`, in a file of at most
+`MAX_IMAGE_BYTES`. Pillow's own
 decompression-bomb warning is turned into that same error rather than printed. The decoded arrays of a
 tree may take at most `MAX_DECODED_BYTES`.
 """
@@ -47,7 +48,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ex4.atomic import atomic_path
-from ex4.data.checks import read_json, require_directory
+from ex4.data.checks import read_bytes, read_json, require_directory
 from ex4.errors import Ex4Error, warn
 from ex4.hashing import file_digest, fingerprint_digests, sha256_bytes
 from ex4.paths import cache_dir
@@ -62,6 +63,7 @@ LOADER_VERSION = 2  # bump when decoding or the cache key changes, so old caches
 MAX_PIXELS = 64_000_000
 MAX_ASPECT = 20.0
 MAX_DECODED_BYTES = 16 * 2**30
+MAX_IMAGE_BYTES = 256 * 2**20  # one file: a 64 Mpx image stored uncompressed with alpha
 
 
 @dataclass
@@ -220,16 +222,13 @@ def check_image_size(path: Path, width: int, height: int) -> None:
 
 
 # what Pillow's format plugins raise on malformed headers or data (struct.error, IndexError and friends come
-# from truncated or inconsistent headers; the fuzz test in tests/test_reliability.py feeds it such files)
+# from truncated or inconsistent headers; the fuzz test in tests/test_reliability_fuzz.py feeds it such files)
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError, struct.error,
                   IndexError, TypeError, KeyError, ZeroDivisionError)
 
 
 def _read_bytes(path: Path, digest: str | None) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise Ex4Error(f"{path}: cannot read ({error.strerror or error})") from None
+    data = read_bytes(path, limit=MAX_IMAGE_BYTES)
     if digest is not None and sha256_bytes(data) != digest:
         raise Ex4Error(f"{path}: the file changed while ex4 was reading it (its content no longer matches the "
                        "fingerprint taken moments before); run again once the data stops changing")
