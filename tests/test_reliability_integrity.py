@@ -235,3 +235,25 @@ def test_manifest_edit_changes_the_cnn_key(tmp_path, data_isolated_root):
     first = fingerprint_files(files, root=root)
     edit_in_place(root / "manifest.json", lambda p: p.write_text('{"description": "other"}'))
     assert fingerprint_files(files, root=root) != first
+
+
+def test_run_cnn_refuses_an_image_corrupted_in_place(xgb_cnn, tmp_path):
+    """The issue's exact report: bytes of one image overwritten, mtime restored; `data check` fails on it, and
+    `run cnn` must fail on it too (naming it) instead of storing a result decoded from the old pixels."""
+    from ex4 import cli
+
+    root = bmp_tree(tmp_path / "faces", per_class=2)
+    target = root / "val" / "fake" / "001.bmp"
+    xgb_cnn(root)
+    stored = {row["key"] for row in xgb_cnn.store.entries()}
+
+    def garble(path: Path) -> None:
+        data = bytearray(path.read_bytes())
+        data[:16] = b"\xff" * 16  # the BMP header: no longer an image
+        path.write_bytes(bytes(data))
+
+    edit_in_place(target, garble)
+    assert cli.main(["data", "check", "faces", str(root)]) == cli.EXIT_USER_ERROR
+    with pytest.raises(Ex4Error, match=r"val/fake/001\.bmp: cannot decode image"):
+        xgb_cnn(root)
+    assert {row["key"] for row in xgb_cnn.store.entries()} == stored
