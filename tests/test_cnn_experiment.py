@@ -158,7 +158,7 @@ def test_grayscale_rgba_and_tiny_images_are_converted(cnn, tmp_path):
 
 
 def test_xgboost_crop_larger_than_its_resize_is_rejected(cnn, data_faces_tree):
-    with pytest.raises(Ex4Error, match="cnn_xgb_crop = 300"):
+    with pytest.raises(Ex4Error, match="'cnn_xgb_crop' = 300: must be <= 224"):
         cnn(data_faces_tree(), cnn_baselines=["xgboost"], cnn_xgb_crop=300)
 
 

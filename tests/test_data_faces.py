@@ -146,9 +146,9 @@ def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
     real_decode = faces.decode_image
 
-    def spy(path: Path, size: int) -> np.ndarray:
+    def spy(path: Path, size: int, digest: str | None = None) -> np.ndarray:
         calls.append(path)
-        return real_decode(path, size)
+        return real_decode(path, size, digest)
 
     monkeypatch.setattr(faces, "decode_image", spy)
     return calls

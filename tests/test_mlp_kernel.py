@@ -6,8 +6,10 @@ merges into the previous batch), not the Europe set.
 """
 
 import math
+from pathlib import Path
 
 import pytest
+
 import torch
 
 from ex4 import params
@@ -169,8 +171,25 @@ def test_numba_cache_lives_under_ex4_cache_dir(monkeypatch):
 
     import ex4.train.mlp_kernel  # noqa: F401  (configures numba on import)
 
+    from ex4.train.mlp_kernel import numba_cache_folder
+
+    source = Path(ex4.train.mlp_kernel.__file__).read_bytes()
     if not __import__("os").environ.get("NUMBA_CACHE_DIR"):
-        assert numba.config.CACHE_DIR == str(cache_dir() / "numba")
+        assert numba.config.CACHE_DIR == numba_cache_folder(source, str(cache_dir() / "numba"))
+        assert Path(numba.config.CACHE_DIR).parent == cache_dir() / "numba"
+
+
+def test_numba_cache_folder_is_keyed_by_source_content():
+    """numba checks only a source's size and mtime; the folder name carries its content hash instead, so an
+    in-place edit that keeps both (same length, mtime restored) can never reuse the old compiled code."""
+    from ex4.train.mlp_kernel import numba_cache_folder
+
+    source = b"def f(x):\n    return x + 1\n"
+    edited = b"def f(x):\n    return x - 1\n"
+    assert len(source) == len(edited)
+    assert numba_cache_folder(source, "/c") != numba_cache_folder(edited, "/c")
+    assert numba_cache_folder(source, "/c") == numba_cache_folder(source, "/c")
+    assert numba_cache_folder(source, "/c").startswith("/c/mlp_kernel-")
 
 
 def test_groups_trained_side_by_side_equal_groups_trained_alone(splits, monkeypatch):

@@ -75,6 +75,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     from ex4.store import Store
 
     store = Store(args.store) if args.store else Store()
+    store.check_folder()
     if args.action == "ls":
         rows = store.entries()
         if not rows:
@@ -99,8 +100,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     from ex4.paths import project_root
     from ex4 import render as book
 
+    from ex4.store import Store
+
     root = project_root()
     if args.store:
+        Store(args.store).check_folder()
         os.environ["EX4_STORE"] = str(Path(args.store).resolve())
     if args.chapter:
         overrides = dict(book.parse_param_assignment(text) for text in args.P or [])
@@ -159,8 +163,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Warnings:
+    """While a command runs: ex4's own warnings (`Ex4Warning`) print at once as one line each; warnings from
+    libraries (Pillow, torch, scikit-learn, ...) are held back, so that none can precede or hide ex4's own
+    line, and are printed one line each after a command that succeeded (--debug shows them as Python does)."""
+
+    def __init__(self):
+        self.held: list[str] = []
+
+    def show(self, message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG002
+        from ex4.errors import Ex4Warning
+
+        text = " ".join(str(message).split())
+        if issubclass(category, Ex4Warning):
+            print(f"ex4: warning: {text}", file=sys.stderr)
+        else:
+            module = Path(filename).parent.name if filename else "?"
+            self.held.append(f"ex4: note: {category.__name__} from {module}: {_without_unsafe_advice(text)}")
+
+    def flush(self) -> None:
+        for text in dict.fromkeys(self.held):  # each distinct warning once
+            print(text[:500], file=sys.stderr)
+        self.held.clear()
+
+
+def _without_unsafe_advice(text: str) -> str:
+    """A library message minus advice to turn off a safety check (torch's `weights_only=False`)."""
+    if "weights_only" in text:
+        from ex4.errors import torch_load_detail
+
+        return torch_load_detail(Exception(text))
+    return text
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error).lower()
+    return type(error).__name__ == "OutOfMemoryError" or (
+        isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
+
+
+def _first_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:200] if text else type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
+    if args.debug:  # everything as Python shows it, tracebacks included
+        return _run(args)
+    held = _Warnings()
+    previous = warnings.showwarning
+    warnings.showwarning = held.show
+    try:
+        status = _run(args)
+    finally:
+        warnings.showwarning = previous
+    if status == 0:
+        held.flush()
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.handler(args)
     except Ex4Error as error:
@@ -174,9 +239,26 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # silence the final flush
         return 0
+    except MemoryError as error:  # an allocation failed: the sizes asked for more than this machine has
+        if args.debug:
+            raise
+        detail = f" ({' '.join(str(error).split())[:200]})" if str(error) else ""
+        print(f"ex4: error: not enough memory{detail}; lower the size parameters (cnn_image_size, batch sizes, "
+              "widths, mlp_region_grid) or the amount of data", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as error:  # the environment: a full disk, a read-only or vanished folder, ...
+        if args.debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"ex4: error: {where}{error.strerror or ' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as error:  # an ex4 bug, not bad input: still one line unless --debug
         if args.debug:
             raise
+        if _out_of_memory(error):  # torch reports a failed allocation as a RuntimeError
+            print(f"ex4: error: not enough memory ({_first_line(error)}); lower the size parameters "
+                  "(cnn_image_size, batch sizes, widths, mlp_region_grid) or the amount of data", file=sys.stderr)
+            return EXIT_USER_ERROR
         message = " ".join(str(error).split())
         print(f"ex4: internal error: {type(error).__name__}: {message} (rerun with --debug for the traceback)",
               file=sys.stderr)

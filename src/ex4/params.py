@@ -19,6 +19,27 @@ from ex4.errors import Ex4Error
 
 BASELINES = ("xgboost", "scratch", "linear_probe", "sklearn_probe", "finetune")
 
+# --- limits: every dimension that scales memory or time is bounded here, before any work starts -------------
+# Chosen generous for real use (10-1000x the course's values) and far below what would exhaust a machine;
+# README.md ("Limits") lists them.
+MAX_INT = 2**31 - 1  # any count: beyond it no real setting lies (and int32 libraries overflow)
+MAX_SEED = 2**31 - 1  # numpy (< 2**32), torch, scikit-learn and XGBoost all accept 0..2**31-1
+MAX_EPOCHS = 10_000  # per run (the course: 1-100)
+MAX_DEPTH = 1_000  # hidden layers (the course: 1-100)
+MAX_WIDTH = 1_024  # units per hidden layer (the course: 4-64)
+MAX_HIDDEN_WEIGHTS = 10**8  # depth x width^2 of one network: 0.4 GB of float32 weights (the course: 25,600)
+MAX_MLP_BATCH = 2**17  # 131,072 rows, a full batch of the course's 106,897 training rows
+MAX_REGION_GRID = 2_000  # 4 M mesh points per count (the course: 400)
+MAX_GRID_ITEMS = 64  # runs in one experiment grid (learning rates, batch sizes, shapes, layers)
+MAX_ROW_PASSES = 10**9  # epochs x training rows of one run (the course's largest: 100 x 85,518 = 8.6 M)
+MAX_ACTIVATIONS = 5 * 10**8  # rows per batch x depth x width of one step: 2 GB of float32 (the course: 655,360)
+MAX_CNN_IMAGE = 1_024  # side fed to the ResNet (the course: 224)
+MAX_CNN_BATCH = 4_096
+MAX_CNN_EPOCHS = 1_000
+XGB_RESIZE = 224  # the XGBoost pixels are cropped from images resized to this side
+MAX_MISTAKES = 100
+MAX_PROFILE_BYTES = 1_000_000  # a parameter profile is a short YAML file
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -55,21 +76,34 @@ def positive_float(value: Any) -> float:
     return value
 
 
-def int_at_least(low: int) -> Callable[[Any], int]:
+def int_in(low: int, high: int) -> Callable[[Any], int]:
+    """An integer in [low, high]; the upper bound keeps what a user can type from exhausting memory or time."""
+
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError("expected an integer")
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError("expected an integer") from None
-        if not number.is_integer():
-            raise ValueError("expected an integer")
+        if isinstance(value, int):
+            number = value
+        else:
+            try:
+                as_float = float(value)
+            except (ValueError, OverflowError):
+                raise ValueError("expected an integer") from None
+            if not math.isfinite(as_float) or not as_float.is_integer():
+                raise ValueError("expected an integer")
+            number = int(as_float)
         if number < low:
             raise ValueError(f"must be >= {low}")
-        return int(number)
+        if number > high:
+            raise ValueError(f"must be <= {high:,} (the limit)")
+        return number
 
     return check
+
+
+def int_at_least(low: int) -> Callable[[Any], int]:
+    """An integer >= low, at most `MAX_INT` (a size nobody means)."""
+    return int_in(low, MAX_INT)
 
 
 def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -94,7 +128,8 @@ def choice(*options: str, allow_path: bool = False) -> Callable[[Any], str]:
     return check
 
 
-def list_of(check: Callable[[Any], Any], *, min_len: int = 1, unique: bool = False) -> Callable[[Any], list]:
+def list_of(check: Callable[[Any], Any], *, min_len: int = 1, max_len: int = 64,
+            unique: bool = False) -> Callable[[Any], list]:
     def check_list(value: Any) -> list:
         if isinstance(value, tuple):
             value = list(value)
@@ -102,6 +137,8 @@ def list_of(check: Callable[[Any], Any], *, min_len: int = 1, unique: bool = Fal
             raise ValueError("expected a list")
         if len(value) < min_len:
             raise ValueError(f"needs at least {min_len} item(s)")
+        if len(value) > max_len:
+            raise ValueError(f"has {len(value)} items; the limit is {max_len}")
         out = []
         for index, item in enumerate(value):
             try:
@@ -117,8 +154,14 @@ def list_of(check: Callable[[Any], Any], *, min_len: int = 1, unique: bool = Fal
 
 def shape(value: Any) -> list[int]:
     if isinstance(value, (list, tuple)) and len(value) == 2:
-        depth = int_at_least(1)(value[0])
-        width = int_at_least(1)(value[1])
+        try:
+            depth = int_in(1, MAX_DEPTH)(value[0])
+        except ValueError as error:
+            raise ValueError(f"depth: {error}") from None
+        try:
+            width = int_in(1, MAX_WIDTH)(value[1])
+        except ValueError as error:
+            raise ValueError(f"width: {error}") from None
         return [depth, width]
     raise ValueError("expected [depth, width]")
 
@@ -131,39 +174,48 @@ def directory_or_default(value: Any) -> str | None:
     return str(value)
 
 
+_EPOCHS = int_in(1, MAX_EPOCHS)
+_MLP_BATCH = int_in(1, MAX_MLP_BATCH)
+
 SCHEMA: dict[str, Spec] = {
     # shared
-    "seed": Spec(0, int_at_least(0), "seed for numpy and torch"),
+    "seed": Spec(0, int_in(0, MAX_SEED), f"seed for numpy and torch (0..{MAX_SEED:,})"),
     "europe_dir": Spec(None, directory_or_default, "course-format city CSVs; null = bundled GeoNames set"),
     "faces_dir": Spec(None, directory_or_default, "ImageFolder tree of real/fake images; null = bundled stand-in"),
     "device": Spec("auto", choice("auto", "cpu", "cuda"), "torch device; auto = cuda when available"),
     # Section 6: base MLP setting (the course defaults)
     "mlp_lr": Spec(1e-3, positive_float, "learning rate of the base setting"),
     "mlp_optimizer": Spec("sgd", choice("sgd", "adam"), "optimizer; sgd has no momentum"),
-    "mlp_batch_size": Spec(256, int_at_least(1), "batch size of the base setting"),
-    "mlp_epochs": Spec(50, int_at_least(1), "epochs of the learning-rate experiment"),
-    "mlp_depth": Spec(6, int_at_least(1), "hidden layers, counting the input layer as the course does"),
-    "mlp_width": Spec(16, int_at_least(1), "units per hidden layer"),
+    "mlp_batch_size": Spec(256, _MLP_BATCH, f"batch size of the base setting (1..{MAX_MLP_BATCH:,})"),
+    "mlp_epochs": Spec(50, _EPOCHS, f"epochs of the learning-rate experiment (1..{MAX_EPOCHS:,}; epochs x training "
+                                    f"rows <= {MAX_ROW_PASSES:,} per run)"),
+    "mlp_depth": Spec(6, int_in(1, MAX_DEPTH), f"hidden layers, counting the input layer as the course does "
+                                               f"(1..{MAX_DEPTH:,})"),
+    "mlp_width": Spec(16, int_in(1, MAX_WIDTH), f"units per hidden layer (1..{MAX_WIDTH:,})"),
     "mlp_batch_norm": Spec(False, boolean, "BatchNorm1d before each ReLU in the base setting"),
     "mlp_train_subset": Spec(None, optional(int_at_least(16)), "use only this many training rows (smoke runs)"),
     # Section 6 experiments
-    "mlp_learning_rates": Spec([1.0, 0.01, 0.001, 0.00001], list_of(positive_float, unique=True), "mlp-lr grid"),
+    "mlp_learning_rates": Spec([1.0, 0.01, 0.001, 0.00001], list_of(positive_float, unique=True),
+                               f"mlp-lr grid (at most {MAX_GRID_ITEMS} rates)"),
     "mlp_extra_learning_rates": Spec([0.2, 0.0005], list_of(positive_float, min_len=0, unique=True),
                                      "extra rates that locate where training dies (drawn dashed)"),
-    "mlp_long_epochs": Spec(100, int_at_least(1), "epochs of mlp-epochs and mlp-batchnorm"),
-    "mlp_batch_sizes": Spec([1, 16, 128, 1024], list_of(int_at_least(1), unique=True), "mlp-batch-size grid"),
-    "mlp_epochs_per_batch_size": Spec([1, 10, 50, 50], list_of(int_at_least(1)), "epochs for each batch size"),
+    "mlp_long_epochs": Spec(100, _EPOCHS, f"epochs of mlp-epochs and mlp-batchnorm (1..{MAX_EPOCHS:,})"),
+    "mlp_batch_sizes": Spec([1, 16, 128, 1024], list_of(_MLP_BATCH, unique=True),
+                            f"mlp-batch-size grid (each 1..{MAX_MLP_BATCH:,})"),
+    "mlp_epochs_per_batch_size": Spec([1, 10, 50, 50], list_of(_EPOCHS), "epochs for each batch size"),
     "mlp_shapes": Spec([[1, 16], [2, 16], [6, 16], [10, 16], [6, 8], [6, 32], [6, 64]],
-                       list_of(shape, unique=True), "mlp-shapes grid of [depth, width]"),
-    "mlp_shapes_batch_size": Spec(128, int_at_least(1), "batch size of mlp-shapes and mlp-implicit"),
-    "mlp_shapes_epochs": Spec(50, int_at_least(1), "epochs of mlp-shapes and mlp-implicit"),
+                       list_of(shape, unique=True), f"mlp-shapes grid of [depth, width] (depth x width^2 <= "
+                                                    f"{MAX_HIDDEN_WEIGHTS:,})"),
+    "mlp_shapes_batch_size": Spec(128, _MLP_BATCH, "batch size of mlp-shapes and mlp-implicit"),
+    "mlp_shapes_epochs": Spec(50, _EPOCHS, "epochs of mlp-shapes and mlp-implicit"),
     "mlp_shapes_batch_norm": Spec(True, boolean, "batch norm in mlp-shapes and mlp-implicit"),
-    "mlp_gradient_depth": Spec(100, int_at_least(2), "depth of the mlp-gradients network"),
-    "mlp_gradient_width": Spec(4, int_at_least(1), "width of the mlp-gradients network"),
-    "mlp_gradient_epochs": Spec(10, int_at_least(1), "epochs of mlp-gradients"),
-    "mlp_gradient_layers": Spec([0, 30, 60, 90, 95, 99], list_of(int_at_least(0), unique=True),
+    "mlp_gradient_depth": Spec(100, int_in(2, MAX_DEPTH), f"depth of the mlp-gradients network (2..{MAX_DEPTH:,})"),
+    "mlp_gradient_width": Spec(4, int_in(1, MAX_WIDTH), f"width of the mlp-gradients network (1..{MAX_WIDTH:,})"),
+    "mlp_gradient_epochs": Spec(10, _EPOCHS, "epochs of mlp-gradients"),
+    "mlp_gradient_layers": Spec([0, 30, 60, 90, 95, 99], list_of(int_in(0, MAX_DEPTH - 1), unique=True),
                                 "layers whose gradient norm is tracked"),
-    "mlp_region_grid": Spec(400, int_at_least(8), "grid points per side for region counts and decision-boundary maps"),
+    "mlp_region_grid": Spec(400, int_in(8, MAX_REGION_GRID),
+                            f"grid points per side for region counts and decision-boundary maps (8..{MAX_REGION_GRID:,})"),
     "mlp_engine": Spec("auto", choice("auto", "torch", "kernel"),
                        "MLP training engine: auto = compiled CPU kernel on the CPU, torch on CUDA; torch = "
                        "bit-identical to a textbook loop for single runs"),
@@ -174,15 +226,17 @@ SCHEMA: dict[str, Spec] = {
     "cnn_baselines": Spec(list(BASELINES), list_of(choice(*BASELINES), unique=True), "baselines to run"),
     "cnn_learning_rates": Spec([0.1, 0.01, 0.001, 0.0001, 0.00001], list_of(positive_float, unique=True),
                                "Adam learning rates of the torch baselines"),
-    "cnn_batch_size": Spec(32, int_at_least(1), "batch size of the torch baselines"),
-    "cnn_epochs": Spec(1, int_at_least(1), "epochs of the torch baselines"),
-    "cnn_image_size": Spec(224, int_at_least(16), "side fed to ResNet18 (course: resize 256, crop 224)"),
-    "cnn_xgb_crop": Spec(64, int_at_least(4), "centre crop of the XGBoost pixels (after resizing to 224)"),
+    "cnn_batch_size": Spec(32, int_in(1, MAX_CNN_BATCH), f"batch size of the torch baselines (1..{MAX_CNN_BATCH:,})"),
+    "cnn_epochs": Spec(1, int_in(1, MAX_CNN_EPOCHS), f"epochs of the torch baselines (1..{MAX_CNN_EPOCHS:,})"),
+    "cnn_image_size": Spec(224, int_in(16, MAX_CNN_IMAGE),
+                           f"side fed to ResNet18 (course: resize 256, crop 224; 16..{MAX_CNN_IMAGE:,})"),
+    "cnn_xgb_crop": Spec(64, int_in(4, XGB_RESIZE),
+                         f"centre crop of the XGBoost pixels (after resizing to {XGB_RESIZE}; 4..{XGB_RESIZE})"),
     "cnn_weights": Spec("auto", choice("auto", "imagenet", "surrogate", allow_path=True),
                         "pretrained backbone: auto, imagenet, surrogate or a .pth file"),
     "cnn_allow_download": Spec(False, boolean, "may torchvision download ImageNet weights"),
     "cnn_train_subset": Spec(None, optional(int_at_least(2)), "use only this many training images (smoke runs)"),
-    "cnn_mistakes": Spec(5, int_at_least(1), "test images shown in the mistakes figure"),
+    "cnn_mistakes": Spec(5, int_in(1, MAX_MISTAKES), f"test images shown in the mistakes figure (1..{MAX_MISTAKES})"),
     "cnn_precision": Spec("auto", choice("auto", "float32", "bfloat16"),
                           "torch arithmetic: auto = bf16 autocast + channels_last where native, else float32; "
                           "float32 = bit-identical to a textbook loop"),
@@ -231,13 +285,22 @@ def _unknown(name: str, source: str) -> Ex4Error:
     return Ex4Error(f"{source}: unknown parameter '{name}'{hint}")
 
 
+def show(value: Any, limit: int = 60) -> str:
+    """A value for an error line: its repr, cut to `limit` characters (a 10**5000 has no printable repr)."""
+    try:
+        text = repr(value)
+    except ValueError:  # int too large to print (Python's 4300-digit limit)
+        text = f"<an integer of about {value.bit_length() * 0.30103:.0f} digits>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_value(name: str, value: Any, source: str) -> Any:
     if name not in SCHEMA:
         raise _unknown(name, source)
     try:
         return SCHEMA[name].check(value)
     except ValueError as error:
-        raise Ex4Error(f"{source}: parameter '{name}' = {value!r}: {error}") from None
+        raise Ex4Error(f"{source}: parameter '{name}' = {show(value)}: {error}") from None
 
 
 def _check_together(values: Mapping[str, Any], source: str) -> None:
@@ -251,25 +314,89 @@ def _check_together(values: Mapping[str, Any], source: str) -> None:
         raise Ex4Error(f"{source}: parameter 'mlp_epochs_per_batch_size' has "
                        f"{len(values['mlp_epochs_per_batch_size'])} items but 'mlp_batch_sizes' has "
                        f"{len(values['mlp_batch_sizes'])}")
+    networks = [("mlp_depth/mlp_width", values["mlp_depth"], values["mlp_width"]),
+                ("mlp_gradient_depth/mlp_gradient_width", values["mlp_gradient_depth"], values["mlp_gradient_width"]),
+                *((f"mlp_shapes item {depth, width}", depth, width) for depth, width in values["mlp_shapes"])]
+    for names, depth, width in networks:
+        if depth * width * width > MAX_HIDDEN_WEIGHTS:
+            raise Ex4Error(f"{source}: parameter {names} = {depth} x {width}: depth x width^2 = "
+                           f"{depth * width * width:,} hidden weights; the limit is {MAX_HIDDEN_WEIGHTS:,}")
     too_deep = [layer for layer in values["mlp_gradient_layers"] if layer >= values["mlp_gradient_depth"]]
     if too_deep:
         raise Ex4Error(f"{source}: parameter 'mlp_gradient_layers' = {values['mlp_gradient_layers']}: "
                        f"layer {too_deep[0]} >= mlp_gradient_depth {values['mlp_gradient_depth']}")
 
 
-def read_profile(path: Path | str) -> dict[str, Any]:
-    """Read a YAML profile (a flat mapping of parameter names) without applying it."""
-    path = Path(path)
-    if not path.is_file():
-        raise Ex4Error(f"{path}: parameter file not found")
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags, no code), minus two silent surprises of YAML 1.1.
+
+    - A key given twice in one mapping is an error (PyYAML keeps the last one without a word).
+    - An integer with a leading zero (`seed: 010`) is an error: YAML 1.1 reads it as octal (8), YAML 1.2
+      and every human as ten. Sexagesimal integers (`1:30` read as 90) are refused for the same reason.
+    Errors carry the line, so a profile's line is named.
+    """
+
+
+def _construct_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hashable = hash(key) is not None
+        except TypeError:
+            hashable = False
+        if hashable and key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {show(key)} appears twice (first on line {seen[key] + 1}); keep one",
+                key_node.start_mark)
+        if hashable:
+            seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+def _construct_int(loader: StrictLoader, node: yaml.ScalarNode) -> int:
+    text = str(node.value).replace("_", "").lstrip("+-")
+    if len(text) > 1 and text[0] == "0" and text[1:2] not in ("x", "b"):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r}: a leading zero makes YAML 1.1 read an octal number "
+            f"({int(text, 8) if set(text) <= set('01234567') else '?'}); write it without the leading zero "
+            "(or quote it)", node.start_mark)
+    if ":" in text:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r}: YAML 1.1 reads this as a base-60 number; quote it or write a plain "
+            "number", node.start_mark)
+    if len(text) > 100:
+        raise yaml.constructor.ConstructorError(None, None, f"an integer of {len(text)} digits", node.start_mark)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """YAML text through `StrictLoader`; Ex4Error naming `source` (and the line) for anything wrong."""
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = f" line {mark.line + 1}" if mark is not None else ""
-        raise Ex4Error(f"{path}{line}: YAML syntax error: {error.problem or error.context}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise Ex4Error(f"{path}: not a readable YAML file ({type(error).__name__})") from None
+        kind = "YAML error" if isinstance(error, yaml.constructor.ConstructorError) else "YAML syntax error"
+        raise Ex4Error(f"{source}{line}: {kind}: {error.problem or error.context}") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as error:
+        raise Ex4Error(f"{source}: not a readable YAML text ({type(error).__name__})") from None
+
+
+def read_profile(path: Path | str) -> dict[str, Any]:
+    """Read a YAML profile (a flat mapping of parameter names) without applying it."""
+    from ex4.data.checks import decode_text, read_bytes
+
+    path = Path(path)
+    if not path.is_file():
+        raise Ex4Error(f"{path}: parameter file not found" if not path.exists() else
+                       f"{path}: parameter file must be a file, not a directory")
+    text = decode_text(path, read_bytes(path, limit=MAX_PROFILE_BYTES)) if path.stat().st_size else ""
+    loaded = load_yaml(text, str(path))
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -282,10 +409,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise Ex4Error(f"--set {text!r}: expected NAME=VALUE")
     name, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        raise Ex4Error(f"--set {name}: value {raw!r} is not valid YAML") from None
+    value = load_yaml(raw, f"--set {name.strip()}") if raw.strip() else None
     return name.strip(), value
 
 

@@ -31,7 +31,7 @@ from filelock import FileLock
 
 from ex4.atomic import fsync_dir
 from ex4.errors import Ex4Error
-from ex4.hashing import sha256_bytes, sha256_file
+from ex4.hashing import file_digest, fingerprint_digests, sha256_bytes, sha256_file
 from ex4.versions import package_versions
 from ex4.paths import default_store_dir
 
@@ -55,20 +55,10 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
-_FILE_HASH_MEMO: dict[tuple[str, int, int], str] = {}
-
-
 def fingerprint_files(paths: Iterable[Path], root: Path | None = None) -> str:
-    """Hash of the files' relative names and contents (memoised per path, size and mtime in this process)."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(p) for p in paths):
-        stat = path.stat()
-        memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-        if memo_key not in _FILE_HASH_MEMO:
-            _FILE_HASH_MEMO[memo_key] = sha256_file(path)
-        name = str(path.relative_to(root)) if root is not None else path.name
-        digest.update(f"{name}\0{_FILE_HASH_MEMO[memo_key]}\n".encode())
-    return digest.hexdigest()
+    """Hash of the files' relative names and contents (each content hash memoised by `hashing.file_digest`,
+    which never trusts size and mtime alone)."""
+    return fingerprint_digests(((Path(path), file_digest(path)) for path in paths), root)
 
 
 def fingerprint_code(module_names: Iterable[str]) -> str:
@@ -138,6 +128,29 @@ class Store:
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root is not None else default_store_dir()
 
+    # ---- the folder itself: every environment fault becomes one line naming the path ------------------------
+    def check_folder(self) -> None:
+        """Ex4Error when the store path exists but is not a folder (a regular file, a device)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise Ex4Error(f"{self.root}: the result store must be a directory, but this is a file "
+                           "(pick another with --store or EX4_STORE)")
+
+    def _unwritable(self, error: OSError, path: Path | None = None) -> Ex4Error:
+        where = error.filename or path or self.root
+        return Ex4Error(f"{where}: cannot write to the result store ({error.strerror or error}); pick another "
+                        "with --store or EX4_STORE")
+
+    def prepare_for_writing(self) -> None:
+        """Create the folder and its lock folder, and check a file can be written there, before any computing."""
+        self.check_folder()
+        try:
+            locks = self.root / ".locks"
+            locks.mkdir(parents=True, exist_ok=True)
+            probe = Path(tempfile.mkstemp(prefix=".probe.", dir=locks)[1])
+            probe.unlink()
+        except OSError as error:
+            raise self._unwritable(error) from None
+
     # ---- reading -------------------------------------------------------------------------------------------
     def entry_dir(self, key: str) -> Path:
         return self.root / key
@@ -171,9 +184,14 @@ class Store:
     def entries(self) -> list[dict[str, Any]]:
         """Metadata of every readable entry (for `ex4 results ls`)."""
         rows = []
+        self.check_folder()
         if not self.root.is_dir():
             return rows
-        for folder in sorted(self.root.iterdir()):
+        try:
+            children = sorted(self.root.iterdir())
+        except OSError as error:
+            raise Ex4Error(f"{self.root}: cannot read the result store ({error.strerror or error})") from None
+        for folder in children:
             if folder.name.startswith(".") or not folder.is_dir():
                 continue
             try:
@@ -210,11 +228,17 @@ class Store:
         code_fingerprint = fingerprint_code(code_modules)
         versions = library_versions()
         key = make_key(experiment, params, data_fingerprint, code_fingerprint, versions)
+        self.check_folder()
         found = self.load(key)
         if found is not None:
             return found
-        (self.root / ".locks").mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / ".locks" / f"{key}.lock")):
+        self.prepare_for_writing()
+        try:
+            lock = FileLock(str(self.root / ".locks" / f"{key}.lock"))
+            lock.acquire()
+        except OSError as error:
+            raise self._unwritable(error) from None
+        try:
             found = self.load(key)
             if found is not None:
                 return found
@@ -234,7 +258,12 @@ class Store:
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 **(extra_meta or {}),
             }
-            self._write(key, result, tensors, meta)
+            try:
+                self._write(key, result, tensors, meta)
+            except OSError as error:
+                raise self._unwritable(error) from None
+        finally:
+            lock.release()
         return Outcome(experiment, key, result, tensors, hit=False, wall_time=wall_time, meta=meta)
 
     def _write(self, key: str, result: dict[str, Any], tensors: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -276,11 +305,16 @@ class Store:
         return matches[0]
 
     def remove(self, key: str) -> None:
-        shutil.rmtree(self.entry_dir(self.resolve_key(key)))
+        folder = self.entry_dir(self.resolve_key(key))
+        try:
+            shutil.rmtree(folder)
+        except OSError as error:
+            raise Ex4Error(f"{error.filename or folder}: cannot remove ({error.strerror or error})") from None
 
     def prune(self) -> list[str]:
         """Delete leftovers of killed runs, corrupt entries, and entries made by other code or library versions."""
         removed: list[str] = []
+        self.check_folder()
         shutil.rmtree(self.root / ".tmp", ignore_errors=True)
         versions = library_versions()
         for row in self.entries():

@@ -29,10 +29,23 @@ def require_file(path: Path, what: str) -> Path:
 
 def read_text(path: Path) -> str:
     """The file's text; Ex4Error for an empty file, binary content or bytes that are not UTF-8."""
+    return decode_text(path, read_bytes(path))
+
+
+def read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The file's bytes; Ex4Error naming it when unreadable or (with `limit`) larger than `limit` bytes."""
     try:
-        data = path.read_bytes()
+        if limit is not None and path.stat().st_size > limit:
+            raise Ex4Error(f"{path}: file is {path.stat().st_size:,} bytes; the limit is {limit:,}")
+        return path.read_bytes()
     except OSError as error:
         raise Ex4Error(f"{path}: cannot read ({error.strerror or error})") from None
+    except MemoryError:
+        raise Ex4Error(f"{path}: not enough memory to read this file") from None
+
+
+def decode_text(path: Path, data: bytes) -> str:
+    """`data` (read from `path`) as text; Ex4Error for empty, binary or non-UTF-8 content."""
     if not data:
         raise Ex4Error(f"{path}: file is empty (0 bytes)")
     if b"\0" in data:

@@ -17,13 +17,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ex4.data.checks import read_json, read_text, require_directory, require_file
-from ex4.errors import Ex4Error
+from ex4.data.checks import decode_text, read_bytes, read_json, require_directory, require_file
+from ex4.errors import Ex4Error, warn
+from ex4.hashing import fingerprint_digests, sha256_bytes
 
 SPLIT_FILES = {"train": "train.csv", "val": "validation.csv", "test": "test.csv"}
 COUNTRIES_FILE = "countries.csv"
 COORDINATE_RANGES = {"long": (-180.0, 180.0), "lat": (-90.0, 90.0)}
 _MISSING_WORDS = {"nan", "na", "n/a", "null", "none"}
+# Limits and minimum sizes (README "Limits"). Labels index the model's outputs, so a label of 10**12 would
+# ask for 10**12 output units: labels stop at MAX_CLASSES - 1 (the world has ~250 countries). A training
+# split needs MIN_TRAIN_ROWS rows: batch norm normalises over a batch, and even a one-batch epoch of a single
+# row has no variance (the kernel divides by rows - 1); validation and test need one row each (their loss
+# and accuracy are means over their rows).
+MAX_CLASSES = 10_000
+MAX_CSV_BYTES = 512 * 2**20  # one split file: ~10 M rows (the course's train.csv is 4 MB)
+MIN_ROWS = {"train": 2, "val": 1, "test": 1}
 
 
 @dataclass
@@ -40,6 +49,7 @@ class EuropeData:
     n_classes: int
     class_names: list[str]
     directory: Path
+    fingerprint: str = ""  # store-style fingerprint of the bytes that were read (ex4.hashing.fingerprint_digests)
 
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "val": self.val, "test": self.test}
@@ -58,10 +68,11 @@ def load_europe(directory: Path | str) -> EuropeData:
     """Read and validate the three splits; class names from countries.csv, else "class 0", "class 1", ..."""
     folder = require_directory(directory, "Europe data")
     europe_files(folder)
-    columns = {split: _read_split(folder / name) for split, name in SPLIT_FILES.items()}
+    digests: dict[Path, str] = {}
+    columns = {split: _read_split(folder / name, digests) for split, name in SPLIT_FILES.items()}
     names_file = folder / COUNTRIES_FILE
     if names_file.exists():
-        class_names = _read_class_names(names_file)
+        class_names = _read_class_names(names_file, digests)
         n_classes = len(class_names)
     else:
         n_classes = 1 + max(int(labels.max()) for _, labels, _ in columns.values())
@@ -69,13 +80,43 @@ def load_europe(directory: Path | str) -> EuropeData:
     if n_classes < 2:
         raise Ex4Error(f"{folder}: every row has label 0; classification needs at least 2 classes")
     for split, (_, labels, path) in columns.items():
+        if labels.size < MIN_ROWS[split]:
+            raise Ex4Error(f"{path}: {labels.size} data row(s); the {split} split needs at least {MIN_ROWS[split]} "
+                           "(batch norm cannot normalise a batch of one row)" if split == "train" else
+                           f"{path}: no data rows; the {split} split needs at least {MIN_ROWS[split]}")
+    for split, (_, labels, path) in columns.items():
         outside = np.flatnonzero(labels >= n_classes)
         if outside.size:
             row = int(outside[0]) + 1
             raise Ex4Error(f"{path}: row {row} (line {row + 1}), column 'country': label {labels[outside[0]]} "
                            f"is out of range 0..{n_classes - 1} ({names_file.name} lists {n_classes} classes)")
+    _warn_about_classes(folder, columns, class_names)
     splits = {split: Split(x=x, y=labels) for split, (x, labels, _) in columns.items()}
-    return EuropeData(**splits, n_classes=n_classes, class_names=class_names, directory=folder)
+    return EuropeData(**splits, n_classes=n_classes, class_names=class_names, directory=folder,
+                      fingerprint=fingerprint_digests(digests.items(), root=folder))
+
+
+def _warn_about_classes(folder: Path, columns: dict[str, tuple[np.ndarray, np.ndarray, Path]],
+                        class_names: list[str]) -> None:
+    """Ex4Warning (not an error: the data are usable) for classes with no rows at all (label gaps) and for
+    classes that validation or test hold but training never shows."""
+    counts = {split: np.bincount(labels, minlength=len(class_names)) for split, (_, labels, _) in columns.items()}
+    empty = np.flatnonzero(sum(counts.values()) == 0)
+    if empty.size:
+        listed = ", ".join(f"{label} ({class_names[label]})" for label in empty[:5].tolist())
+        more = f" and {empty.size - 5} more" if empty.size > 5 else ""
+        message = f"{folder}: {empty.size} class(es) have no rows in any split: label {listed}{more}; " \
+                        "the labels have gaps, so the model keeps outputs that are never the answer"
+        warn(message)
+    train_path = columns["train"][2]
+    for split in ("val", "test"):
+        unseen = np.flatnonzero((counts["train"] == 0) & (counts[split] > 0))
+        if unseen.size:
+            listed = ", ".join(f"{label} ({class_names[label]}, {counts[split][label]} row(s))"
+                               for label in unseen[:5].tolist())
+            more = f" and {unseen.size - 5} more" if unseen.size > 5 else ""
+            warn(f"{columns[split][2]}: class(es) {listed}{more} have rows here but none in {train_path.name}; "
+                 "the model can never predict them")
 
 
 def summarize_europe(directory: Path | str) -> dict[str, Any]:
@@ -97,9 +138,13 @@ def summarize_europe(directory: Path | str) -> dict[str, Any]:
 # --- reading one file --------------------------------------------------------------------------------------
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    """All cells as stripped strings, blank lines kept (so data row N sits on line N + 1)."""
-    text = read_text(path)
+def _read_table(path: Path, digests: dict[Path, str] | None = None) -> pd.DataFrame:
+    """All cells as stripped strings, blank lines kept (so data row N sits on line N + 1); the sha256 of the
+    bytes read goes into `digests`."""
+    data = read_bytes(path, limit=MAX_CSV_BYTES)
+    if digests is not None:
+        digests[path] = sha256_bytes(data)
+    text = decode_text(path, data)
     try:
         table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False,
                             skip_blank_lines=False)
@@ -153,7 +198,8 @@ def _first_row(mask: np.ndarray) -> int | None:
 
 def _integer_labels(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     values = _numbers(table, column, path)
-    for mask, problem in ((values < 0, "is negative"), (values != np.round(values), "is not an integer")):
+    for mask, problem in ((values < 0, "is negative"), (values != np.round(values), "is not an integer"),
+                          (values >= MAX_CLASSES, f"is over the limit of {MAX_CLASSES - 1:,} ({MAX_CLASSES:,} classes)")):
         index = _first_row(mask)
         if index is not None:
             raise Ex4Error(f"{path}: row {index + 1} (line {index + 2}), column {column!r}: label "
@@ -161,8 +207,8 @@ def _integer_labels(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _read_split(path: Path) -> tuple[np.ndarray, np.ndarray, Path]:
-    table = _read_table(path)
+def _read_split(path: Path, digests: dict[Path, str] | None = None) -> tuple[np.ndarray, np.ndarray, Path]:
+    table = _read_table(path, digests)
     _split_columns(table, path, ("long", "lat", "country"))
     coordinates = []
     for column, (low, high) in COORDINATE_RANGES.items():
@@ -177,9 +223,9 @@ def _read_split(path: Path) -> tuple[np.ndarray, np.ndarray, Path]:
     return np.stack(coordinates, axis=1).astype(np.float32), labels, path
 
 
-def _read_class_names(path: Path) -> list[str]:
+def _read_class_names(path: Path, digests: dict[Path, str] | None = None) -> list[str]:
     """countries.csv: one row per label 0..K-1 (any order), each with a non-empty name."""
-    table = _read_table(path)
+    table = _read_table(path, digests)
     _split_columns(table, path, ("label", "name"))
     labels = _integer_labels(table, "label", path)
     names: dict[int, str] = {}

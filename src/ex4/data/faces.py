@@ -12,18 +12,31 @@ Images smaller than `size` are therefore upscaled. Files with other extensions (
 hidden files are ignored.
 
 Decoding is the slow part, so the decoded arrays of a whole tree are stored in
-`paths.cache_dir()/faces/<key>.npz`. The key hashes the folder, every image's relative path, byte size and
-modification time (ns), the target size and the loader version: touching or replacing any image starts a
-fresh decode (and the outdated entry of that folder and size is deleted), while a rerun on the same files
-decodes nothing. The cache is safe to delete.
+`paths.cache_dir()/faces/<key>.npz`. The key hashes the folder, every image's relative path, label and
+**content** (sha256, the same digest the result store's data fingerprint uses), the target size and the
+loader version: editing any image, even in place with its size and mtime restored, starts a fresh decode
+(and the outdated entry of that folder and size is deleted), while a rerun on the same files decodes
+nothing. Each image is decoded from the very bytes that were hashed; a file that changes between being
+hashed and being read is refused with a line naming it. `FacesData.fingerprint` states the content that
+was decoded in the store's terms. The cache is safe to delete.
+
+Limits (checked on each image's header before its pixels are decoded, so a decompression bomb or a
+1 x 60000 strip fails with one line naming the file, never by exhausting memory): at most `MAX_PIXELS`
+pixels and an aspect ratio (long side / short side) of at most `MAX_ASPECT`, in a file of at most
+`MAX_IMAGE_BYTES`. Pillow's own
+decompression-bomb warning is turned into that same error rather than printed. The decoded arrays of a
+tree may take at most `MAX_DECODED_BYTES`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
+import struct
 import sys
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,19 +44,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ex4.atomic import atomic_path
-from ex4.data.checks import read_json, require_directory
-from ex4.errors import Ex4Error
+from ex4.data.checks import read_bytes, read_json, require_directory
+from ex4.errors import Ex4Error, warn
+from ex4.hashing import file_digest, fingerprint_digests, sha256_bytes
 from ex4.paths import cache_dir
 
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
 LABELS = {"real": 0, "fake": 1}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MANIFEST = "manifest.json"
-LOADER_VERSION = 1  # bump when decoding changes, so old caches are not reused
+LOADER_VERSION = 2  # bump when decoding or the cache key changes, so old caches are not reused
+# Size limits of one image (generous for photographs: 64 Mpx is 8000 x 8000; panoramas reach ~10:1) and of
+# the decoded arrays of a whole tree (2000 images at 224 px take 0.3 GB; 16 GiB is ~110k images at 224 px).
+MAX_PIXELS = 64_000_000
+MAX_ASPECT = 20.0
+MAX_DECODED_BYTES = 16 * 2**30
+MAX_IMAGE_BYTES = 256 * 2**20  # one file: a 64 Mpx image stored uncompressed with alpha
 
 
 @dataclass
@@ -61,6 +81,7 @@ class FacesData:
     directory: Path
     is_standin: bool
     description: str
+    fingerprint: str = ""  # store-style fingerprint of the image content that was decoded (see module doc)
 
     def splits(self) -> dict[str, ImageSplit]:
         return {"train": self.train, "val": self.val, "test": self.test}
@@ -169,31 +190,99 @@ def resize_and_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-def decode_image(path: Path, size: int) -> np.ndarray:
-    """One image as uint8 [size, size, 3]; Ex4Error naming the file when it cannot be decoded."""
+def _open_checked(path: Path, source: Path | io.BytesIO) -> Image.Image:
+    """Image.open with ex4's size limits applied to the header, before any pixel is decoded."""
+    # Pillow warns (and only errors at twice its own limit); the warning is turned into an exception here,
+    # process-wide, because `warnings.catch_warnings` is not thread-safe and images decode on a thread pool.
+    # Re-adding the filter on every call keeps it in place when a test runner resets the filters.
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
     try:
-        with Image.open(path) as image:
+        image = Image.open(source)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise Ex4Error(f"{path}: image has more than {MAX_PIXELS:,} pixels (the limit per image)") from None
+    try:
+        check_image_size(path, *image.size)
+    except Ex4Error:
+        image.close()
+        raise
+    return image
+
+
+def check_image_size(path: Path, width: int, height: int) -> None:
+    """Ex4Error naming the file when an image's pixel count or aspect ratio is over ex4's limits."""
+    if width < 1 or height < 1:
+        raise Ex4Error(f"{path}: image is {width} x {height} pixels (empty)")
+    if width * height > MAX_PIXELS:
+        raise Ex4Error(f"{path}: image is {width} x {height} = {width * height:,} pixels; the limit is "
+                       f"{MAX_PIXELS:,} pixels per image")
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT:
+        raise Ex4Error(f"{path}: image is {width} x {height} pixels, an aspect ratio of {ratio:.0f}:1; the limit "
+                       f"is {MAX_ASPECT:g}:1 (resizing its short side would make it {ratio:.0f} times as long)")
+
+
+# what Pillow's format plugins raise on malformed headers or data (struct.error, IndexError and friends come
+# from truncated or inconsistent headers; the fuzz test in tests/test_reliability_fuzz.py feeds it such files)
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError, struct.error,
+                  IndexError, TypeError, KeyError, ZeroDivisionError)
+
+
+def _read_bytes(path: Path, digest: str | None) -> bytes:
+    data = read_bytes(path, limit=MAX_IMAGE_BYTES)
+    if digest is not None and sha256_bytes(data) != digest:
+        raise Ex4Error(f"{path}: the file changed while ex4 was reading it (its content no longer matches the "
+                       "fingerprint taken moments before); run again once the data stops changing")
+    return data
+
+
+def decode_image(path: Path, size: int, digest: str | None = None) -> np.ndarray:
+    """One image as uint8 [size, size, 3]; Ex4Error naming the file when it cannot be decoded or is too large.
+
+    With `digest`, the bytes decoded must have that sha256 (the content the cache key and store key used)."""
+    data = _read_bytes(path, digest)
+    try:
+        with _open_checked(path, io.BytesIO(data)) as image:
             image.load()
             rgb = _to_rgb(image)
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise Ex4Error(f"{path}: cannot decode image ({detail})") from None
-    return np.asarray(resize_and_crop(rgb, size), dtype=np.uint8)
+        return np.asarray(resize_and_crop(rgb, size), dtype=np.uint8)
+    except Ex4Error:
+        raise
+    except MemoryError:
+        raise Ex4Error(f"{path}: not enough memory to decode this image at {size} px") from None
+    except _DECODE_ERRORS as error:
+        raise Ex4Error(f"{path}: cannot decode image ({_detail(error)})") from None
 
 
 def _smallest_side(path: Path) -> int:
     try:
-        with Image.open(path) as image:
+        with _open_checked(path, path) as image:
             return min(image.size)
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
-        raise Ex4Error(f"{path}: cannot read image header ({error})") from None
+    except Ex4Error:
+        raise
+    except _DECODE_ERRORS as error:
+        raise Ex4Error(f"{path}: cannot read image header ({_detail(error)})") from None
 
 
-def _decode_all(images: list[_Image], size: int) -> np.ndarray:
-    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+def _detail(error: Exception) -> str:
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image format Pillow can read"
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _decode_all(images: list[_Image], size: int, digests: dict[str, str] | None = None) -> np.ndarray:
+    needed = len(images) * size * size * 3
+    if needed > MAX_DECODED_BYTES:
+        raise Ex4Error(f"{len(images)} images at {size} x {size} px would take {needed / 2**30:.1f} GiB decoded; "
+                       f"the limit is {MAX_DECODED_BYTES / 2**30:.0f} GiB (lower cnn_image_size or use fewer images)")
+    try:
+        out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    except MemoryError:
+        raise Ex4Error(f"not enough memory for {len(images)} images at {size} x {size} px "
+                       f"({needed / 2**30:.1f} GiB); lower cnn_image_size or use fewer images") from None
     workers = max(1, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        decoded = pool.map(lambda image: decode_image(image.path, size), images)
+        decoded = pool.map(lambda image: decode_image(image.path, size, digests and digests[image.id]), images)
         for index, array in enumerate(tqdm(decoded, total=len(images), desc=f"decoding images at {size}px",
                                            unit="img", file=sys.stderr, disable=not sys.stderr.isatty(),
                                            leave=False)):
@@ -204,14 +293,18 @@ def _decode_all(images: list[_Image], size: int) -> np.ndarray:
 # --- the cache ---------------------------------------------------------------------------------------------
 
 
-def cache_key(directory: Path, tree: dict[str, list[_Image]], size: int) -> str:
-    """`<folder hash>-<size>-<files hash>`: the prefix lets a new entry replace the stale ones of its folder."""
+def content_digests(tree: dict[str, list[_Image]]) -> dict[str, str]:
+    """image id -> sha256 of its content (the digests behind the store's data fingerprint)."""
+    return {image.id: file_digest(image.path) for images in tree.values() for image in images}
+
+
+def cache_key(directory: Path, tree: dict[str, list[_Image]], size: int, digests: dict[str, str]) -> str:
+    """`<folder hash>-<size>-<content hash>`: the prefix lets a new entry replace the stale ones of its folder."""
     folder = hashlib.sha256(str(directory).encode()).hexdigest()[:12]
     digest = hashlib.sha256(f"faces-cache v{LOADER_VERSION}\0{directory}\0{size}\n".encode())
     for split, images in tree.items():
         for image in images:
-            stat = image.path.stat()
-            digest.update(f"{split}\0{image.id}\0{image.label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{split}\0{image.id}\0{image.label}\0{digests[image.id]}\n".encode())
     return f"{folder}-{size}-{digest.hexdigest()[:24]}"
 
 
@@ -257,7 +350,8 @@ def _write_cache(path: Path, splits: dict[str, ImageSplit]) -> None:
             np.savez(handle, **arrays)
         _remove_stale(path)
     except OSError as error:  # a read-only or full cache folder costs time, not correctness
-        print(f"ex4: could not write image cache {path}: {error.strerror or error}", file=sys.stderr)
+        warn(f"{path}: could not write the image cache ({error.strerror or error}); the images will be decoded "
+             "again next time")
 
 
 # --- public loaders ----------------------------------------------------------------------------------------
@@ -282,11 +376,12 @@ def load_faces(directory: Path | str, size: int) -> FacesData:
     root = require_directory(directory, "faces data")
     tree = _scan(root)
     is_standin, description = _manifest_labels(root)
-    path = _cache_path(cache_key(root, tree, size))
+    digests = content_digests(tree)
+    path = _cache_path(cache_key(root, tree, size, digests))
     splits = _read_cache(path, tree, size)
     if splits is None:
         every_image = [image for images in tree.values() for image in images]
-        pixels = _decode_all(every_image, size)
+        pixels = _decode_all(every_image, size, digests)
         splits, start = {}, 0
         for split, images in tree.items():
             splits[split] = ImageSplit(images=pixels[start:start + len(images)],
@@ -294,7 +389,10 @@ def load_faces(directory: Path | str, size: int) -> FacesData:
                                        ids=[image.id for image in images])
             start += len(images)
         _write_cache(path, splits)
-    return FacesData(**splits, directory=root, is_standin=is_standin, description=description)
+    fingerprint = fingerprint_digests(((image.path, digests[image.id]) for images in tree.values()
+                                       for image in images), root)
+    return FacesData(**splits, directory=root, is_standin=is_standin, description=description,
+                     fingerprint=fingerprint)
 
 
 def summarize_faces(directory: Path | str, decode: bool = True) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ex4.errors import Ex4Error
-from ex4.store import Outcome, Store, fingerprint_files
+from ex4.hashing import file_digest, fingerprint_digests
+from ex4.store import Outcome, Store
 
 
 class UndeclaredParameter(Ex4Error):
@@ -67,6 +68,9 @@ class Context:
     params: DeclaredParams  # the parameters the experiment declares, and no others
     data_dir: Path
     store: Store
+    # the data fingerprint of the run's store key; pieces stored along the way use it, and loaders that
+    # hashed what they read check against it (see `run`)
+    data_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,9 @@ def data_dir_and_files(kind: str, values: dict[str, Any]) -> tuple[Path, list[Pa
         folder = resolve_europe_dir(values["europe_dir"])
         return folder, europe_files(folder)
     folder = resolve_faces_dir(values["faces_dir"])
-    return folder, faces_files(folder)
+    files = faces_files(folder)
+    manifest = folder / "manifest.json"  # its description and held-out digits enter the result
+    return folder, files + ([manifest] if manifest.is_file() else [])
 
 
 def run(name: str, values: dict[str, Any], store: Store | None = None) -> Outcome:
@@ -113,18 +119,36 @@ def run(name: str, values: dict[str, Any], store: Store | None = None) -> Outcom
     folder, files = data_dir_and_files(experiment.data, values)
     key_params = (experiment.key_params(values) if experiment.key_params  # data enter the key by content
                   else {param: values[param] for param in experiment.params})
+    before = {path: file_digest(path) for path in files}
+    fingerprint = fingerprint_digests(before.items(), root=folder)  # = fingerprint_files(files, root=folder)
     context = Context(params=DeclaredParams(experiment.name, values, experiment.params), data_dir=folder,
-                      store=store)
+                      store=store, data_fingerprint=fingerprint)
     outcome = store.get_or_compute(
         experiment.name,
         key_params,
-        fingerprint_files(files, root=folder),
+        fingerprint,
         (*experiment.code, experiment.compute.__module__),
-        lambda: experiment.compute(context),
+        lambda: unchanged_data(experiment.compute(context), before),
         extra_meta={"data_dir": str(folder)},
     )
     log_outcome(outcome)
     return outcome
+
+
+def unchanged_data(computed: Any, before: dict[Path, str]) -> Any:
+    """`computed`, once every data file is checked to still hold the content it had when the run began (the
+    content its store key names); Ex4Error naming the first changed file otherwise, so that nothing computed
+    from other data is stored under that key."""
+    for path, digest in before.items():
+        try:
+            same = file_digest(path) == digest
+        except OSError as error:
+            raise Ex4Error(f"{path}: data file vanished or became unreadable during the run "
+                           f"({error.strerror or error}); nothing was stored") from None
+        if not same:
+            raise Ex4Error(f"{path}: data file changed during the run; nothing was stored; run again once the "
+                           "data stops changing")
+    return computed
 
 
 def log_outcome(outcome: Outcome) -> None:

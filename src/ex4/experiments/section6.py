@@ -46,6 +46,9 @@ def load_splits(ctx: Context) -> tuple[Splits, dict[str, Any]]:
     from ex4.train.device import pick_device
 
     data = load_europe(ctx.data_dir)
+    if ctx.data_fingerprint is not None and data.fingerprint != ctx.data_fingerprint:
+        raise Ex4Error(f"{ctx.data_dir}: the data files changed between being fingerprinted for the store key "
+                       "and being read; run again once the data stops changing")
     device = pick_device(ctx.params["device"])
     arrays = {split: (part.x, part.y) for split, part in data.splits().items()}
     subset = ctx.params.get("mlp_train_subset")
@@ -143,6 +146,7 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
     run's numbers do not depend on the runs it trains beside, so each run is stored on its own ("mlp-run",
     keyed by everything that shapes it but its label) and trained once. The torch engine batches runs in ways
     that change their rounding, so there every experiment trains its own."""
+    check_run_sizes(specs, int(splits.y["train"].shape[0]), name)
     engine = training_engine(p)
     seed = int(p["seed"])
     if engine != "kernel":
@@ -150,7 +154,7 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
     from ex4.data.europe import europe_files
     from ex4.store import fingerprint_files
 
-    data = fingerprint_files(europe_files(ctx.data_dir), root=ctx.data_dir)
+    data = ctx.data_fingerprint or fingerprint_files(europe_files(ctx.data_dir), root=ctx.data_dir)
     engine_identity = _engine_identity(engine)
     identities = [_run_identity(spec, p, engine_identity) for spec in specs]
     stored = [ctx.store.lookup("mlp-run", identity, data, RUN_CODE) for identity in identities]
@@ -166,6 +170,25 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
         if outcome is not None:
             results[index] = _run_from_record(specs[index], outcome.result, outcome.tensors)
     return results
+
+
+def check_run_sizes(specs: list[RunSpec], n_train: int, name: str) -> None:
+    """Ex4Error before training when a run would take too long or too much memory: epochs x training rows over
+    `params.MAX_ROW_PASSES`, or activations of one step (rows per batch x depth x width) over
+    `params.MAX_ACTIVATIONS`. Only here are the rows known (the parameters alone cannot say)."""
+    from ex4.params import MAX_ACTIVATIONS, MAX_ROW_PASSES
+
+    for spec in specs:
+        if spec.epochs * n_train > MAX_ROW_PASSES:
+            raise Ex4Error(f"{name}: run '{spec.label}' would train {spec.epochs:,} epochs x {n_train:,} training rows "
+                           f"= {spec.epochs * n_train:,} row passes; the limit is {MAX_ROW_PASSES:,} per run (lower "
+                           "its epochs parameter or set mlp_train_subset)")
+        rows = min(spec.batch_size, n_train)
+        activations = rows * spec.arch.depth * max(spec.arch.width, spec.arch.n_classes)
+        if activations > MAX_ACTIVATIONS:
+            raise Ex4Error(f"{name}: run '{spec.label}' would hold {rows:,} rows x {spec.arch.depth:,} layers x "
+                           f"{max(spec.arch.width, spec.arch.n_classes):,} units = {activations:,} activations per "
+                           f"step; the limit is {MAX_ACTIVATIONS:,} (lower its batch size, depth or width)")
 
 
 def _run_identity(spec: RunSpec, p: dict[str, Any], engine_identity: dict[str, Any]) -> dict[str, Any]:

@@ -300,8 +300,6 @@ def run_full_network(setup: Setup, baseline: str) -> list[tuple[dict, dict]]:
 
 def backbone_features(ctx: Context, setup: Setup) -> dict[str, torch.Tensor]:
     """512-d features of every split through the frozen backbone: from the store, or computed once."""
-    from ex4.store import fingerprint_files
-    from ex4.data.faces import faces_files
     from ex4.train.features import resize_side
 
     params = setup.params
@@ -311,7 +309,7 @@ def backbone_features(ctx: Context, setup: Setup) -> dict[str, torch.Tensor]:
            "device_type": setup.device.type, "numerics": setup.how.name}
     started = time.perf_counter()
     outcome = ctx.store.get_or_compute(
-        "cnn-features", key, fingerprint_files(faces_files(ctx.data_dir), root=ctx.data_dir),
+        "cnn-features", key, setup.images.load(resize_side(size)).fingerprint,  # the content decoded
         ("ex4.train.features", "ex4.models.resnet", "ex4.data.faces"),
         lambda: _features_entry(setup))
     setup.timings["features"] = time.perf_counter() - started

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ex4.errors import Ex4Error
+from ex4.errors import Ex4Error, torch_load_detail
 
 FEATURES = 512  # ResNet18's pooled feature width
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -126,8 +126,7 @@ def read_state_file(path: Path | str, parameter: str = "cnn_weights") -> dict[st
     try:
         loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises pickle, zip and runtime errors for foreign or damaged files
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise Ex4Error(f"{path}: cannot read weights ({detail[:200]})") from None
+        raise Ex4Error(f"{path}: cannot read weights ({torch_load_detail(error)})") from None
     if isinstance(loaded, dict):
         for wrapper in ("state_dict", "model"):
             if isinstance(loaded.get(wrapper), dict):

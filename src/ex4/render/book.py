@@ -122,6 +122,20 @@ def _execute_chapter(chapter: Chapter, entry: ChapterEntry, display: str, values
     return pandoc.markdown_ast(markdown.text, cwd=build)
 
 
+def check_chapter_path(qmd: Path, project_root: Path) -> Path:
+    """The resolved chapter file: a `.qmd` of the book or one the user names explicitly, that exists and is a
+    regular file; Ex4Error naming it otherwise (so `--chapter /etc/passwd` or a folder renders nothing)."""
+    given = qmd
+    qmd = (qmd if qmd.is_absolute() else project_root / qmd).resolve()
+    if qmd.suffix.lower() != ".qmd":
+        raise Ex4Error(f"{given}: a chapter must be a .qmd file (e.g. report/section6-1.qmd)")
+    if not qmd.exists():
+        raise Ex4Error(f"{given}: chapter file not found")
+    if not qmd.is_file():
+        raise Ex4Error(f"{given}: a chapter must be a .qmd file, not a directory or a device")
+    return qmd
+
+
 def _display_path(path: Path, project_root: Path) -> str:
     try:
         return path.resolve().relative_to(project_root.resolve()).as_posix()
@@ -272,8 +286,7 @@ def render_chapter(qmd: Path, overrides: Mapping[str, Any], project_root: Path, 
                    renderer: str = "auto") -> Path:
     """Render one chapter with `overrides` into `_variants/<stem>-<hash>/` (HTML + PDF); `_book/` is not touched."""
     project_root = Path(project_root).resolve()
-    qmd = Path(qmd)
-    qmd = (qmd if qmd.is_absolute() else project_root / qmd).resolve()
+    qmd = check_chapter_path(Path(qmd), project_root)
     params_file = Path(params_file) if params_file else None
     display = _display_path(qmd, project_root)
     config = read_book_config(project_root) if (project_root / "_quarto.yml").is_file() else None

@@ -13,8 +13,6 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from ex4 import params as ex4_params
 from ex4.errors import Ex4Error
 from ex4.render.qmd import Chapter
@@ -57,10 +55,7 @@ def parse_param_assignment(text: str) -> tuple[str, Any]:
     name = name.strip()
     if not name:
         raise Ex4Error(f"-P {text!r}: the parameter name is empty")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        raise Ex4Error(f"-P {name}: value {raw!r} is not valid YAML") from None
+    value = ex4_params.load_yaml(raw, f"-P {name}") if raw.strip() else None  # duplicate keys, octal refused
     return name, value
 
 

@@ -42,14 +42,30 @@ from ex4.paths import cache_dir
 
 
 def _use_project_cache() -> None:
-    """Keep numba's compiled-code cache beside ex4's other caches (the package folder may be read-only;
-    numba falls back to its own locations when this one is not writable). NUMBA_CACHE_DIR still wins."""
+    """Keep numba's compiled-code cache beside ex4's other caches, in a folder named for this file's content.
+
+    numba itself only checks a source file's size and mtime before reusing compiled code, so an in-place
+    edit with the mtime restored would otherwise run the old machine code under the new code fingerprint
+    of the store key. Naming the folder by sha256 of the source (and numba's version) keys the cache on
+    content, like every other ex4 cache. NUMBA_CACHE_DIR, when set, is the parent of that folder.
+    The package folder may be read-only; numba falls back to its own locations when this one is not writable."""
     import os
 
     import numba
 
-    if not os.environ.get("NUMBA_CACHE_DIR"):
-        numba.config.CACHE_DIR = str(cache_dir() / "numba")
+    with open(__file__, "rb") as handle:
+        source = handle.read()
+    numba.config.CACHE_DIR = numba_cache_folder(source, os.environ.get("NUMBA_CACHE_DIR") or str(cache_dir() / "numba"))
+
+
+def numba_cache_folder(source: bytes, base: str) -> str:
+    """`<base>/mlp_kernel-<numba version>-<sha256 of the source>`: compiled code is reused only for this content."""
+    import hashlib
+    import os
+
+    import numba
+
+    return os.path.join(base, f"mlp_kernel-{numba.__version__}-{hashlib.sha256(source).hexdigest()[:16]}")
 
 
 _use_project_cache()
