@@ -761,7 +761,7 @@ def region_bound_math(n0: int, widths: Sequence[int]) -> str:
     One hidden layer: the sum of binomials written out term by term. Deeper: Serra et al.'s formula with
     this network's n0, L and n_l substituted, and its value (computed by `region_upper_bound`).
     """
-    from ex4.analysis.regions import region_upper_bound
+    from ex4.models.regions import region_upper_bound
 
     total = region_upper_bound(n0, widths)
     if len(widths) == 1:
