@@ -6,7 +6,7 @@ from math import comb
 import pytest
 import torch
 
-from ex4.analysis.regions import class_grid, count_activation_regions, data_extent, grid_points, region_upper_bound
+from ex4.models.regions import class_grid, count_activation_regions, data_extent, grid_points, region_upper_bound
 from ex4.models.mlp import build_mlp
 
 

@@ -66,6 +66,28 @@ def lr(value: float) -> str:
     return f"{value:g}"
 
 
+def count(value: int | None) -> str:
+    """Counts for tables: thousands separators up to ten million, then mantissa × 10^exponent (6.61 × 10¹²)."""
+    if value is None:
+        return "n/a"
+    if abs(value) < 10_000_000:
+        return f"{int(value):,}"
+    exponent = int(math.floor(math.log10(abs(value))))
+    mantissa = value / 10 ** exponent
+    superscript = str(exponent).translate(str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"))
+    return f"{mantissa:.2f} × 10{superscript}"
+
+
+def sci(value: float, digits: int = 1) -> str:
+    """Scientific notation without padded exponents: 2.5e-13, 1e-5, 3.0e+20."""
+    return f"{value:.{digits}e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+def latex_int(value: int) -> str:
+    """An integer for LaTeX math, thin spaces between thousands: 6\\,611\\,856."""
+    return f"{int(value):,}".replace(",", r"\,")
+
+
 def listing(items: Iterable[str], conjunction: str = "and") -> str:
     items = list(items)
     if len(items) <= 1:

@@ -1,32 +1,69 @@
-"""The claims Section 6 makes, computed from its stored results so the sentences stay true on any data.
+"""Facts and verdicts of Section 6, computed from its stored results so that the chapters stay true on any data.
 
-Pure functions over the plain result dicts of `ex4.experiments.section6` (no training): which learning rate
-won and which ones stalled or diverged, whether the long run over- or under-fits, what batch norm changed,
-how many steps each batch size took, the shape grid with its region bounds, depth and width trends, whether
-the gradients of the deep plain network vanished and whether residual connections fixed that, and sine
-features against raw coordinates. Each fact is a small frozen dataclass; the sentences that depend on the
-data are methods of it, so they are unit-tested and the chapters stay thin.
+Pure functions over the plain result dicts of `ex4.experiments.section6` (no training, no sentences): which
+learning rate won and which ones stalled or diverged, whether the long run over- or under-fits, what batch norm
+changed, how many steps each batch size took, the shape grid with its region bounds, depth and width trends,
+whether the gradients of the deep plain network vanished and whether residual connections fixed that, and sine
+features against raw coordinates. Each group of facts is a small frozen dataclass of numbers, booleans and
+small enums; the thresholds behind every verdict are named once below. The chapters (`report/section6-*.qmd`)
+word what these facts mean.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from math import comb
+from enum import StrEnum
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ex4 import fmt
 from ex4.models.mlp import IMPLICIT_SCALES
 
-SINE_SCALES = IMPLICIT_SCALES  # the a's of the sine features sin(a·x), for the chapter's prose
+SINE_SCALES = IMPLICIT_SCALES  # the a's of the sine features sin(a·x)
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+
+# ---- thresholds, each defined once ---------------------------------------------------------------------------
 LEARNED_MARGIN = 0.01  # a run "learned" when its val loss ends this fraction below the class-frequency baseline
-VANISHED_RATIO = 1e-6  # first-layer gradient this far below the last layer's: the signal did not come back
+NEAR_BASELINE = 0.03  # a loss within this fraction of the baseline is "at the baseline" (what a dead net reaches)
+HARDLY_MOVED = 0.01  # a loss that changed by less than this fraction over a run "hardly moved"
 FLAT_TOLERANCE = 0.002  # relative change of a loss treated as no change
+VANISHED_RATIO = 1e-6  # first-layer gradient this far below the last layer's: the signal did not come back
+MAJORITY_MARGIN = 0.005  # within half a point of the majority-class rate counts as not having learned
+SAME_ACCURACY = 5e-4  # accuracies closer than 0.05 pp are the same (ties, gaps, a band that did not move)
+MANY_TIMES = 1.5  # an accuracy ratio worth stating as "n times"
+TINY_SHARE, FAIR_SHARE = 0.01, 0.5  # share of its region bound a trained network uses: tiny / fair / most
+
+
+class RateVerdict(StrEnum):
+    DIVERGED = "diverged"
+    STALLED = "stalled"  # ended no better than the class frequencies
+    LEARNED = "learned"
+
+
+class FitVerdict(StrEnum):
+    DIVERGED = "diverged"
+    OVERFITS = "overfits"
+    IMPROVING = "still improving"
+    CONVERGED = "converged"
+
+
+class Baseline(StrEnum):
+    """Where a final validation loss lies against the class-frequency baseline."""
+
+    BELOW = "below"
+    NEAR = "near"  # within NEAR_BASELINE of it
+    ABOVE = "above"
+
+
+class Usage(StrEnum):
+    """How much of its region bound a trained network uses inside the data's box."""
+
+    TINY = "tiny"
+    FAIR = "fair"
+    MOST = "most"
 
 
 # ---- small helpers -----------------------------------------------------------------------------------------
@@ -78,33 +115,19 @@ def majority_accuracy(train_labels: np.ndarray, eval_labels: np.ndarray) -> floa
     return float(np.mean(np.asarray(eval_labels) == most_common))
 
 
-def data_note(result: Mapping[str, Any], folder: str) -> str:
-    """Provenance text for figures: the data folder and the training rows the runs saw."""
-    return f"data: {folder} · {fmt.num(int(result['n_train']))} training rows · seed {result['seed']}"
+def beats_majority(accuracy: float | None, majority: float | None) -> bool | None:
+    """Whether `accuracy` clears the majority-class rate by more than MAJORITY_MARGIN (None: cannot be judged)."""
+    if accuracy is None or majority is None:
+        return None
+    return accuracy > majority + MAJORITY_MARGIN
 
 
-def engine_sentence(result: Mapping[str, Any]) -> str:
-    """Which engine trained the runs (the engines agree up to float32 rounding, which unstable runs amplify)."""
-    engine = result.get("engine")
-    if engine == "kernel":
-        return ("Every run was trained by ex4's compiled CPU kernel (`mlp_engine` resolved to `kernel`), which "
-                "computes what PyTorch computes up to float32 rounding; `mlp_engine: torch` reproduces a textbook "
-                "PyTorch loop bit for bit, more slowly.")
-    if engine == "torch":
-        return "Every run was trained by ex4's PyTorch engine (`mlp_engine` resolved to `torch`)."
-    return ""
-
-
-def format_count(value: int | None) -> str:
-    """Counts for tables: thousands separators up to ten million, then mantissa × 10^exponent."""
-    if value is None:
-        return "n/a"
-    if abs(value) < 10_000_000:
-        return f"{int(value):,}"
-    exponent = int(math.floor(math.log10(abs(value))))
-    mantissa = value / 10 ** exponent
-    superscript = str(exponent).translate(str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"))
-    return f"{mantissa:.2f} × 10{superscript}"
+def versus_baseline(loss: float | None, baseline_loss: float | None) -> Baseline | None:
+    if loss is None or baseline_loss is None:
+        return None
+    if abs(loss - baseline_loss) <= NEAR_BASELINE * baseline_loss:
+        return Baseline.NEAR
+    return Baseline.BELOW if loss < baseline_loss else Baseline.ABOVE
 
 
 # ---- 6.1: learning rates -----------------------------------------------------------------------------------
@@ -120,7 +143,20 @@ class RateRun:
     first_val_loss: float | None
     final_val_loss: float | None  # last finite value
     final_val_acc: float | None
-    verdict: str  # "diverged" | "stalled" (no better than the class frequencies) | "learned"
+    verdict: RateVerdict
+    baseline: Baseline | None  # where the final loss lies against the class-frequency baseline
+
+    @property
+    def relative_drop(self) -> float | None:
+        """(first − final) / first validation loss; None for a diverged run or a missing value."""
+        if self.verdict == RateVerdict.DIVERGED or not self.first_val_loss or self.final_val_loss is None:
+            return None
+        return (self.first_val_loss - self.final_val_loss) / self.first_val_loss
+
+    @property
+    def hardly_moved(self) -> bool:
+        drop = self.relative_drop
+        return drop is not None and abs(drop) < HARDLY_MOVED
 
 
 @dataclass(frozen=True)
@@ -142,79 +178,34 @@ class LearningRateFacts:
     def smallest(self) -> RateRun:
         return min(self.runs, key=lambda run: run.lr)
 
+    @property
+    def best_learned(self) -> bool:
+        return self.best is not None and self.best.verdict == RateVerdict.LEARNED
+
+    @property
+    def others_learned(self) -> list[RateRun]:
+        """The rates besides the best one that also ended below the baseline."""
+        return [run for run in self.runs if run.verdict == RateVerdict.LEARNED and run is not self.best]
+
     def failed(self, above: bool) -> list[RateRun]:
         """Runs that diverged or stalled, above (or below) the best rate."""
         if self.best is None:  # nothing to compare with: list them once, as too large
-            return [run for run in self.runs if run.verdict != "learned"] if above else []
-        return [run for run in self.runs if run.verdict != "learned" and (run.lr > self.best.lr) == above
+            return [run for run in self.runs if run.verdict != RateVerdict.LEARNED] if above else []
+        return [run for run in self.runs if run.verdict != RateVerdict.LEARNED and (run.lr > self.best.lr) == above
                 and run is not self.best]
 
-    def best_sentence(self) -> str:
-        if self.best is None:
-            return "Every learning rate diverged, so none can be called best."
-        best = self.best
-        text = (f"The lowest validation loss after {fmt.num(self.epochs)} epochs, "
-                f"{fmt.num(best.final_val_loss)}, belongs to lr = {fmt.lr(best.lr)} "
-                f"({fmt.pct(best.final_val_acc)} validation accuracy)")
-        if best.verdict == "learned":
-            return text + (f", clearly below the {fmt.num(self.baseline_loss)} that knowing only how common each "
-                           "country is would give.")
-        return text + (f"; yet even that is not below the {fmt.num(self.baseline_loss)} of a model that knows only "
-                       "how common each country is, so no rate learned much in this many epochs.")
+    @property
+    def too_large(self) -> list[RateRun]:
+        return self.failed(above=True)
 
-    def others_sentence(self) -> str:
-        """The rates besides the best one that also ended below the baseline."""
-        others = [run for run in self.runs if run.verdict == "learned" and run is not self.best]
-        if not others:
-            return ""
-        described = fmt.listing(f"lr = {fmt.lr(run.lr)} ({fmt.num(run.final_val_loss)})" for run in others)
-        verb = "ends" if len(others) == 1 else "end"
-        return f"Below the baseline as well, though higher, {verb} {described}."
+    @property
+    def too_small(self) -> list[RateRun]:
+        return self.failed(above=False)
 
-    def failure_sentence(self) -> str:
-        parts = []
-        for above, word in ((True, "too large"), (False, "too small")):
-            runs = self.failed(above)
-            if not runs:
-                continue
-            described = [f"lr = {fmt.lr(run.lr)} ({_rate_state(run)})" for run in runs]
-            parts.append(f"{fmt.listing(described)} {'is' if len(runs) == 1 else 'are'} {word}")
-        if not parts:
-            return "No rate failed: every one ended below the class-frequency baseline."
-        return "Judged against that baseline, " + "; ".join(parts) + "."
-
-    def at_baseline(self, run: RateRun) -> bool:
-        """A run that ended within a few percent of the class-frequency baseline (what a dead network reaches)."""
-        return run.final_val_loss is not None and abs(run.final_val_loss - self.baseline_loss) <= (
-            0.03 * self.baseline_loss)
-
-    def dead_sentence(self) -> str:
-        """The too-large rates that stalled at the baseline: every ReLU dead, only the output bias learning."""
-        runs = [run for run in self.failed(above=True) if run.verdict == "stalled" and self.at_baseline(run)]
-        if not runs:
-            return ""
-        rates = fmt.listing(f"lr = {fmt.lr(run.lr)}" for run in runs)
-        verb = "ends" if len(runs) == 1 else "end"
-        return (f"With {rates} the loss {verb} within a few percent of that baseline: the signature of a network "
-                "whose ReLUs have all died after a few oversized steps, so that its output no longer depends on the "
-                "input and only the output bias, which learns the class frequencies, still trains.")
-
-    def smallest_sentence(self) -> str:
-        run = self.smallest
-        if run.verdict == "diverged" or run.first_val_loss is None or run.final_val_loss is None:
-            return ""
-        change = (run.first_val_loss - run.final_val_loss) / run.first_val_loss
-        moved = "hardly moves" if abs(change) < 0.01 else "moves"
-        return (f"At the smallest rate, lr = {fmt.lr(run.lr)}, the loss {moved}: from {fmt.num(run.first_val_loss)} "
-                f"after the first epoch to {fmt.num(run.final_val_loss)} after the last "
-                f"({fmt.pct(change)} lower), close to where every run starts, since all of them begin from the "
-                "same initial weights.")
-
-
-def _rate_state(run: RateRun) -> str:
-    if run.verdict == "diverged":
-        return f"diverged in epoch {run.diverged_epoch}"
-    return f"stalled at {fmt.num(run.final_val_loss)}"
+    @property
+    def dead(self) -> list[RateRun]:
+        """Too-large rates that stalled at the baseline: every ReLU dead, only the output bias still learning."""
+        return [run for run in self.too_large if run.verdict == RateVerdict.STALLED and run.baseline == Baseline.NEAR]
 
 
 def learning_rate_facts(result: Mapping[str, Any], baseline_loss: float) -> LearningRateFacts:
@@ -224,16 +215,16 @@ def learning_rate_facts(result: Mapping[str, Any], baseline_loss: float) -> Lear
         first = finite_history(run, "val_loss")
         final_loss = metrics["val_loss"]
         if run["diverged"]:
-            verdict = "diverged"
+            verdict = RateVerdict.DIVERGED
         elif final_loss is not None and final_loss < baseline_loss * (1 - LEARNED_MARGIN):
-            verdict = "learned"
+            verdict = RateVerdict.LEARNED
         else:
-            verdict = "stalled"
+            verdict = RateVerdict.STALLED
         runs.append(RateRun(run["label"], float(run["params"]["lr"]), bool(run.get("extra", False)),
                             bool(run["diverged"]), run.get("diverged_epoch"), first[0] if first else None,
-                            final_loss, metrics["val_acc"], verdict))
+                            final_loss, metrics["val_acc"], verdict, versus_baseline(final_loss, baseline_loss)))
     runs.sort(key=lambda run: -run.lr)
-    candidates = [run for run in runs if run.verdict != "diverged" and run.final_val_loss is not None]
+    candidates = [run for run in runs if run.verdict != RateVerdict.DIVERGED and run.final_val_loss is not None]
     best = min(candidates, key=lambda run: (run.final_val_loss, run.lr)) if candidates else None
     epochs = max(int(run["params"]["epochs"]) for run in result["runs"])
     return LearningRateFacts(tuple(runs), best, float(baseline_loss), epochs)
@@ -247,86 +238,46 @@ class LongRunFacts:
     epochs: int
     final: dict[str, float | None]
     diverged: bool
-    best_val_epoch: int  # 1-based epoch of the lowest validation loss
+    best_val_epoch: int  # 1-based epoch of the lowest validation loss (running mean)
     window: int  # epochs at the end over which "still improving" and the accuracy wobble are judged
     val_loss_drop_in_window: float  # positive: the loss still fell over the last `window` epochs
     val_loss_rise_from_best: float
     val_acc_spread_in_window: float  # max - min validation accuracy over the window
-    verdict: str  # "overfits" | "still improving" | "converged" | "diverged"
+    verdict: FitVerdict
     baseline_loss: float | None = None  # `prior_loss`, when the chapter gives it
     smoothing: int = 1  # epochs per running mean of the validation loss behind the verdict
 
     @property
-    def loss_phrase(self) -> str:
-        """What the verdict was judged on, for the sentences."""
-        if self.smoothing == 1:
-            return "the validation loss"
-        return f"the validation loss (as a running mean over {fmt.num(self.smoothing)} epochs)"
-
-    def baseline_sentence(self) -> str:
-        loss = self.final["val_loss"]
-        if self.baseline_loss is None or loss is None or self.stuck:
-            return ""
-        if abs(loss - self.baseline_loss) <= 0.03 * self.baseline_loss:
-            return (f"Its validation loss, {fmt.num(loss)}, is still within a few percent of the "
-                    f"{fmt.num(self.baseline_loss)} of predicting the class frequencies alone: so far the network has "
-                    "learned little beyond how common each country is.")
-        if loss < self.baseline_loss:
-            return (f"Its validation loss, {fmt.num(loss)}, is well below the {fmt.num(self.baseline_loss)} of "
-                    "predicting the class frequencies alone, so it has learned where countries lie.")
-        return (f"Its validation loss, {fmt.num(loss)}, is still above the {fmt.num(self.baseline_loss)} of "
-                "predicting the class frequencies alone.")
-
-    @property
     def gap_acc(self) -> float:
+        """Training minus validation accuracy at the end."""
         return (self.final["train_acc"] or 0.0) - (self.final["val_acc"] or 0.0)
 
     @property
     def gap_loss(self) -> float:
+        """Validation minus training loss at the end (positive: validation above)."""
         return (self.final["val_loss"] or 0.0) - (self.final["train_loss"] or 0.0)
-
-    def verdict_sentence(self) -> str:
-        gap = (f"training accuracy minus validation accuracy is {fmt.pp(self.gap_acc)}, and the validation loss "
-               f"ends {fmt.num(abs(self.gap_loss))} {'above' if self.gap_loss >= 0 else 'below'} the training loss")
-        if self.verdict == "diverged":
-            return f"The run diverged; its last finite values say {gap}."
-        if self.verdict == "overfits":
-            return (f"The run over-fits: {self.loss_phrase} was lowest in epoch {self.best_val_epoch} and has "
-                    f"since risen by {fmt.num(self.val_loss_rise_from_best)} while the training loss kept falling; "
-                    f"{gap}.")
-        if self.verdict == "still improving":
-            return (f"There is no sign of over-fitting — {gap} — and {self.loss_phrase} still fell by "
-                    f"{fmt.num(self.val_loss_drop_in_window)} over the last {fmt.num(self.window)} epochs: "
-                    "the model under-fits, and more epochs or a larger step would still pay.")
-        if self.stuck:
-            return (f"The validation loss barely moved over the last {fmt.num(self.window)} epochs, yet at "
-                    f"{fmt.num(self.final['val_loss'])} it is no lower than the {fmt.num(self.baseline_loss)} of "
-                    f"predicting the class frequencies alone: the run is stuck rather than finished ({gap}).")
-        subject = self.loss_phrase[0].upper() + self.loss_phrase[1:]
-        if self.best_val_epoch == self.epochs and self.val_loss_drop_in_window > 0:
-            return (f"{subject} is lowest at the end, but over the last {fmt.num(self.window)} epochs it fell by only "
-                    f"{fmt.num(self.val_loss_drop_in_window)}, no more than its epoch-to-epoch wobble: the run has "
-                    f"nearly levelled off, and {gap}; neither over- nor under-fitting shows clearly.")
-        return (f"{subject} has levelled off (lowest in epoch {self.best_val_epoch}) and {gap}: neither over- nor "
-                "under-fitting shows.")
 
     @property
     def stuck(self) -> bool:
         """Levelled off without getting below the class-frequency baseline."""
         loss = self.final["val_loss"]
-        return (self.verdict == "converged" and self.baseline_loss is not None and loss is not None
+        return (self.verdict == FitVerdict.CONVERGED and self.baseline_loss is not None and loss is not None
                 and loss >= self.baseline_loss * (1 - LEARNED_MARGIN))
 
+    @property
+    def nearly_levelled(self) -> bool:
+        """Converged, though the lowest loss is at the very end: it still fell, by no more than its wobble."""
+        return (self.verdict == FitVerdict.CONVERGED and self.best_val_epoch == self.epochs
+                and self.val_loss_drop_in_window > 0)
 
-    def wobble_sentence(self) -> str:
-        if not self.window:
-            return ""
-        if self.val_acc_spread_in_window < 5e-4:
-            return f"The validation accuracy did not move over the last {fmt.num(self.window)} epochs."
-        return (f"Over the last {fmt.num(self.window)} epochs the validation accuracy moved within a band of "
-                f"{fmt.pp(self.val_acc_spread_in_window).lstrip('+')} while the validation loss changed by "
-                f"{fmt.num(abs(self.val_loss_drop_in_window))}: accuracy counts only which side of a decision boundary "
-                "a city falls on, so cities close to a border can flip between epochs while the loss barely moves.")
+    @property
+    def baseline(self) -> Baseline | None:
+        return versus_baseline(self.final["val_loss"], self.baseline_loss)
+
+    @property
+    def accuracy_still(self) -> bool:
+        """The validation accuracy did not move over the window."""
+        return self.val_acc_spread_in_window < SAME_ACCURACY
 
 
 def long_run_facts(run: Mapping[str, Any], baseline_loss: float | None = None) -> LongRunFacts:
@@ -353,13 +304,13 @@ def long_run_facts(run: Mapping[str, Any], baseline_loss: float | None = None) -
     scale = abs(float(means[best_mean])) if len(means) else 1.0
     train_fell = len(train_loss) > best_index + 1 and train_loss[-1] < train_loss[best_index]
     if run["diverged"]:
-        verdict = "diverged"
+        verdict = FitVerdict.DIVERGED
     elif rise > max(FLAT_TOLERANCE * 5 * scale, noise) and train_fell:
-        verdict = "overfits"
+        verdict = FitVerdict.OVERFITS
     elif drop > max(FLAT_TOLERANCE * scale, noise):
-        verdict = "still improving"
+        verdict = FitVerdict.IMPROVING
     else:
-        verdict = "converged"
+        verdict = FitVerdict.CONVERGED
     return LongRunFacts(epochs, last_metrics(run), bool(run["diverged"]), best_index + 1, window, drop, rise, spread,
                         verdict, baseline_loss, smoothing)
 
@@ -373,6 +324,10 @@ class BatchNormFacts:
     with_bn: dict[str, float | None]
     without_diverged: bool
     with_diverged: bool
+
+    @property
+    def diverged(self) -> bool:
+        return self.with_diverged or self.without_diverged
 
     @property
     def acc_gain(self) -> float:
@@ -389,30 +344,16 @@ class BatchNormFacts:
         base = self.without["val_acc"]
         return None if not base or self.without_diverged else (self.with_bn["val_acc"] or 0.0) / base
 
-    def verdict_sentence(self) -> str:
-        change = (f"validation accuracy {fmt.pct(self.without['val_acc'])} without it and "
-                  f"{fmt.pct(self.with_bn['val_acc'])} with it ({fmt.pp(self.acc_gain)}), validation loss "
-                  f"{fmt.num(self.without['val_loss'])} and {fmt.num(self.with_bn['val_loss'])}")
-        if self.with_diverged or self.without_diverged:
-            which = "with" if self.with_diverged else "without"
-            return f"The run {which} batch norm diverged; the last finite values were {change}."
-        if not self.helped:
-            return f"Batch norm did not help here: {change}."
-        ratio = self.acc_ratio
-        scale = f", {fmt.num(ratio, 2)} times the accuracy" if ratio and ratio >= 1.5 else ""
-        return f"Batch norm helped: {change}{scale}."
+    @property
+    def many_times(self) -> bool:
+        """Batch norm multiplied the accuracy by at least MANY_TIMES."""
+        return self.acc_ratio is not None and self.acc_ratio >= MANY_TIMES
 
-    def train_val_sentence(self) -> str:
+    @property
+    def val_above_train(self) -> bool | None:
+        """With batch norm, the validation accuracy ends above the (epoch-averaged) training accuracy."""
         train, val = self.with_bn["train_acc"], self.with_bn["val_acc"]
-        if train is None or val is None:
-            return ""
-        if val > train:
-            return (f"With batch norm the validation accuracy ({fmt.pct(val)}) ends above the training accuracy "
-                    f"({fmt.pct(train)}). The training figure is averaged over the epoch's batches in training "
-                    "mode, where each batch is normalised by its own statistics while the weights still move; "
-                    "evaluation uses the running averages of the whole training set, a steadier normalisation.")
-        return (f"With batch norm the training accuracy ({fmt.pct(train)}) stays above the validation accuracy "
-                f"({fmt.pct(val)}), by {fmt.pp(train - val)}.")
+        return None if train is None or val is None else val > train
 
 
 def batch_norm_facts(result: Mapping[str, Any]) -> BatchNormFacts:
@@ -472,51 +413,16 @@ class BatchSizeFacts:
         return all(row.iterations_per_epoch == row.ceil_iterations - (row.last_batch == "merged")
                    for row in self.rows)
 
-    def table(self) -> pd.DataFrame:
-        return pd.DataFrame({
-            "batch size": [row.batch_size for row in self.rows],
-            "iterations per epoch": [fmt.num(row.iterations_per_epoch) for row in self.rows],
-            "epochs": [row.epochs for row in self.rows],
-            "total steps": [fmt.num(row.total_steps) for row in self.rows],
-            "final val acc": [fmt.pct(row.final_val_acc) for row in self.rows],
-        })
-
-    def steps_sentence(self) -> str:
-        most, fewest = self.most_steps, self.fewest_steps
-        return (f"Batch size {most.batch_size} took {fmt.num(most.total_steps)} optimisation steps in "
-                f"{_epochs(most.epochs)}; batch size {fewest.batch_size} took {fmt.num(fewest.total_steps)} in "
-                f"{_epochs(fewest.epochs)} — {fmt.num(self.step_ratio, 2)} times fewer, at the same learning rate.")
-
     @property
     def tied_best(self) -> list[BatchSizeRow]:
-        """Every batch size whose final validation accuracy is within 0.05 pp of the best one."""
+        """Every batch size whose final validation accuracy is within SAME_ACCURACY of the best one."""
         top = self.best.final_val_acc
         return [row for row in self.rows if top is not None and row.final_val_acc is not None
-                and top - row.final_val_acc < 5e-4]
+                and top - row.final_val_acc < SAME_ACCURACY]
 
-    def best_sentence(self) -> str:
-        best, tied = self.best, self.tied_best
-        if len(tied) > 1:
-            sizes = fmt.listing(str(row.batch_size) for row in tied)
-            return (f"Batch sizes {sizes} end at the same validation accuracy, {fmt.pct(best.final_val_acc)}: "
-                    "none of them is ahead at this setting.")
-        text = (f"The best final validation accuracy, {fmt.pct(best.final_val_acc)}, came from batch size "
-                f"{best.batch_size}")
-        if best.steps_to_best is not None:
-            text += (f", whose accuracy peaked ({fmt.pct(best.best_val_acc)}) in epoch {best.best_epoch}, after "
-                     f"{fmt.num(best.steps_to_best)} steps")
-        return text + "."
-
-    def noise_sentence(self) -> str:
-        if self.noise_falls_with_batch:
-            return ("The per-step loss gets steadier as the batch grows: averaging over more samples gives a "
-                    "gradient estimate with less variance.")
-        return ("The per-step loss is not uniformly steadier for larger batches here, though averaging over more "
-                "samples does lower the variance of each gradient estimate.")
-
-
-def _epochs(count: int) -> str:
-    return "a single epoch" if count == 1 else f"{fmt.num(count)} epochs"
+    @property
+    def tie(self) -> bool:
+        return len(self.tied_best) > 1
 
 
 def step_noise(losses: np.ndarray, iterations_per_epoch: int) -> float | None:
@@ -581,6 +487,46 @@ class ShapeRow:
     regions_counted: int
     fit: LongRunFacts | None = None  # its curves read as in the long run: over-fitting, still improving, …
 
+    @property
+    def diverged(self) -> bool:
+        return self.train_acc is None or self.val_acc is None or (
+            self.fit is not None and self.fit.verdict == FitVerdict.DIVERGED)
+
+    @property
+    def gap(self) -> float:
+        """Training minus validation accuracy at the end (0 when either is missing)."""
+        return (self.train_acc or 0.0) - (self.val_acc or 0.0)
+
+    @property
+    def train_ahead(self) -> bool:
+        return self.gap >= SAME_ACCURACY
+
+    @property
+    def val_ahead(self) -> bool:
+        return self.gap <= -SAME_ACCURACY
+
+    @property
+    def overfits(self) -> bool:
+        return self.fit is not None and self.fit.verdict == FitVerdict.OVERFITS
+
+    @property
+    def still_improving(self) -> bool:
+        return self.fit is not None and self.fit.verdict == FitVerdict.IMPROVING
+
+    @property
+    def region_share(self) -> float:
+        """Regions counted on the mesh over the region bound."""
+        return self.regions_counted / self.region_bound
+
+    @property
+    def usage(self) -> Usage:
+        share = self.region_share
+        return Usage.TINY if share < TINY_SHARE else Usage.FAIR if share < FAIR_SHARE else Usage.MOST
+
+    @property
+    def hidden_widths(self) -> list[int]:
+        return [self.width] * self.depth
+
 
 @dataclass(frozen=True)
 class Trend:
@@ -620,22 +566,6 @@ class Trend:
     def best_value(self) -> int:
         return self.values[int(np.argmax(self.accuracies))]
 
-    def sentence(self) -> str:
-        if len(self.values) < 2:
-            return f"The grid has a single {self.axis} at this setting, so there is no trend to read."
-        unit = "added layer" if self.axis == "depth" else "doubling of the width"
-        points = fmt.listing(f"{fmt.pct(acc)} at {self.axis} {value}"
-                             for value, acc in zip(self.values, self.accuracies))
-        if self.rising:
-            shape = ("rises at every step but by less per " + unit + " each time: diminishing returns"
-                     if self.diminishing else "rises at every step")
-        elif self.falling:
-            shape = "falls at every step"
-        else:
-            shape = f"does not move in one direction; it is highest at {self.axis} {self.best_value}"
-        per_unit = fmt.listing(fmt.pp(gain) for gain in self.gains_per_unit)
-        return (f"Validation accuracy {shape} ({points}; per {unit}: {per_unit}).")
-
 
 @dataclass(frozen=True)
 class ShapeFacts:
@@ -651,86 +581,29 @@ class ShapeFacts:
         return [row for row in self.rows if row.regions_counted <= row.region_bound]
 
     @property
+    def outside_bound(self) -> list[ShapeRow]:
+        return [row for row in self.rows if row.regions_counted > row.region_bound]
+
+    @property
     def all_within_bound(self) -> bool:
-        return len(self.within_bound) == len(self.rows)
+        return not self.outside_bound
 
-    def table(self) -> pd.DataFrame:
-        return pd.DataFrame({
-            "depth": [row.depth for row in self.rows],
-            "width": [row.width for row in self.rows],
-            "parameters": [fmt.num(row.parameters) for row in self.rows],
-            "train acc": [fmt.pct(row.train_acc) for row in self.rows],
-            "val acc": [fmt.pct(row.val_acc) for row in self.rows],
-            "test acc": [fmt.pct(row.test_acc) for row in self.rows],
-            "region bound": [format_count(row.region_bound) for row in self.rows],
-            "regions counted": [fmt.num(row.regions_counted) for row in self.rows],
-        })
-
-    def fit_sentence(self, row: ShapeRow, subject: str) -> str:
-        """Over-fitting of one model, read from its curves (validation loss off its minimum while the training
-        loss falls), with its train–validation accuracy gap: '<subject> …'."""
-        if row.train_acc is None or row.val_acc is None or (row.fit and row.fit.verdict == "diverged"):
-            return f"{subject} diverged."
-        gap = row.train_acc - row.val_acc
-        if gap >= 5e-4:
-            spread = f"is {fmt.pp(gap).lstrip('+')} more accurate on its training data than on the validation split"
-        elif gap <= -5e-4:
-            spread = (f"is {fmt.pp(-gap).lstrip('+')} more accurate on the validation split than on its training "
-                      "data (whose accuracy is averaged over each epoch in training mode)")
-        else:
-            spread = "is as accurate on the validation split as on its training data"
-        if row.fit is not None and row.fit.verdict == "overfits":
-            return (f"{subject} {spread}, and it over-fits: its validation loss was lowest in epoch "
-                    f"{row.fit.best_val_epoch} and then rose by {fmt.num(row.fit.val_loss_rise_from_best)} while the "
-                    "training loss kept falling.")
-        state = ("its validation loss was still falling at the end" if row.fit is not None
-                 and row.fit.verdict == "still improving" else "its validation loss did not turn upwards")
-        return f"{subject} {spread}; {state}, so it does not over-fit."
-
-    def capacity_sentence(self) -> str:
-        """Whether the worst model is held back by capacity: it fits even its training data worse than the best."""
+    @property
+    def worst_underfits(self) -> bool | None:
+        """The worst model fits even its training data worse than the best (None: not comparable)."""
         worst, best = self.worst, self.best
         if worst.train_acc is None or best.train_acc is None or worst is best:
-            return ""
-        if worst.train_acc < best.train_acc:
-            return (f"The worst model reaches only {fmt.pct(worst.train_acc)} on its own training data against "
-                    f"{fmt.pct(best.train_acc)} for the best: it under-fits, held back by what it can represent "
-                    "rather than by over-fitting.")
-        return (f"The worst model fits its training data as well as the best ({fmt.pct(worst.train_acc)} against "
-                f"{fmt.pct(best.train_acc)}) but generalises worse: its problem is over-fitting, not capacity.")
+            return None
+        return worst.train_acc < best.train_acc
 
-    def pieces_sentence(self) -> str:
-        """Compare the regions the best and the worst model actually cut the data's box into."""
-        worst, best = self.worst, self.best
-        if best.regions_counted > worst.regions_counted:
-            return (f"The worst model's map is cut into few, straight-edged pieces ({fmt.num(worst.regions_counted)} "
-                    f"linear regions on the mesh of @sec-mlp-regions); the best model's borders bend and break into "
-                    f"{fmt.num(best.regions_counted)}.")
-        return (f"Here the worst model even cuts the map into as many linear pieces as the best "
-                f"({fmt.num(worst.regions_counted)} against {fmt.num(best.regions_counted)} on the mesh of "
-                "@sec-mlp-regions): what separates them is where the borders lie, not how many there are.")
-
-    def usage_sentence(self, row: ShapeRow) -> str:
-        share = row.regions_counted / row.region_bound
-        used = "a tiny share" if share < 0.01 else "a fair share" if share < 0.5 else "most"
-        return (f"{row.depth} × {row.width} has a bound of {format_count(row.region_bound)} and "
-                f"{fmt.num(row.regions_counted)} regions counted ({fmt.pct(share, 2) if share >= 1e-4 else f'{share:.1e}'} "
-                f"of the bound): inside the data's box the trained network uses {used} of what its shape allows.")
-
-
-def region_intro_sentence(n0: int, widths: Sequence[int]) -> str:
-    """'The worst model has … so $n_0 = 2$ and $n_1 = 16$:' — the shape the derivation below substitutes."""
-    if len(widths) == 1:
-        return (f"The worst model has a single hidden layer of {widths[0]} units on {n0} inputs, so "
-                f"$n_0 = {n0}$ and $n_1 = {widths[0]}$:")
-    uniform = len(set(widths)) == 1
-    layers = (f"$L = {len(widths)}$ hidden layers of $n_l = {widths[0]}$ units" if uniform
-              else f"$L = {len(widths)}$ hidden layers of widths {', '.join(str(w) for w in widths)}")
-    return (f"The worst model is deeper than one layer, so the bound is Serra et al.'s, evaluated at "
-            f"$n_0 = {n0}$ inputs and {layers}:")
+    @property
+    def best_has_more_regions(self) -> bool:
+        return self.best.regions_counted > self.worst.regions_counted
 
 
 def shape_facts(result: Mapping[str, Any]) -> ShapeFacts:
+    from ex4.models.mlp import input_width
+
     rows = []
     for run in result["runs"]:
         metrics = last_metrics(run)
@@ -745,52 +618,9 @@ def shape_facts(result: Mapping[str, Any]) -> ShapeFacts:
         return Trend(axis, tuple(getattr(row, axis) for row in chosen),
                      tuple(row.val_acc if row.val_acc is not None else 0.0 for row in chosen))
 
-    from ex4.models.mlp import input_width
-
     n0 = input_width(bool(result["runs"][0]["arch"].get("implicit", False)))
     return ShapeFacts(tuple(rows), by_label[result["best"]], by_label[result["worst"]],
                       trend("depth", result["depth_series"]), trend("width", result["width_series"]), n0)
-
-
-# ---- 6.2: the linear-region bound, in math -----------------------------------------------------------------
-
-
-def region_bound_math(n0: int, widths: Sequence[int]) -> str:
-    """A display-math block deriving the region bound of a ReLU MLP with input dimension n0 and these widths.
-
-    One hidden layer: the sum of binomials written out term by term. Deeper: Serra et al.'s formula with
-    this network's n0, L and n_l substituted, and its value (computed by `region_upper_bound`).
-    """
-    from ex4.analysis.regions import region_upper_bound
-
-    total = region_upper_bound(n0, widths)
-    if len(widths) == 1:
-        n1 = int(widths[0])
-        top = min(n0, n1)
-        binomials = " + ".join(rf"\binom{{{n1}}}{{{k}}}" for k in range(top + 1))
-        values = " + ".join(str(comb(n1, k)) for k in range(top + 1))
-        return ("$$\n"
-                rf"R_{{\max}} \le \sum_{{k=0}}^{{\min(n_0,\,n_1)}} \binom{{n_1}}{{k}}"
-                rf" = \sum_{{k=0}}^{{{top}}} \binom{{{n1}}}{{k}} = {binomials} = {values} = {total}"
-                "\n$$")
-    depth = len(widths)
-    uniform = len(set(widths)) == 1
-    layer_widths = (rf"n_1 = \dots = n_{{{depth}}} = {widths[0]}" if uniform
-                    else ", ".join(rf"n_{{{i + 1}}} = {w}" for i, w in enumerate(widths)))
-    return ("$$\n"
-            r"R_{\max} \le \sum_{(j_1,\dots,j_L)\in J}\ \prod_{l=1}^{L} \binom{n_l}{j_l},\qquad "
-            r"J = \left\{ (j_1,\dots,j_L) \in \mathbb{Z}^L : 0 \le j_l \le "
-            r"\min(n_0,\ n_1 - j_1,\ \dots,\ n_{l-1} - j_{l-1},\ n_l) \right\}"
-            "\n$$\n\n"
-            "$$\n"
-            rf"n_0 = {n0},\quad L = {depth},\quad {layer_widths} \quad\Longrightarrow\quad R_{{\max}} \le "
-            rf"{_latex_int(total)}"
-            "\n$$")
-
-
-def _latex_int(value: int) -> str:
-    text = f"{value:,}".replace(",", r"\,")
-    return text
 
 
 # ---- 6.2: gradients of the deep network --------------------------------------------------------------------
@@ -819,6 +649,7 @@ class GradientRun:
 
     @property
     def dead(self) -> bool:
+        """Every tracked layer's gradient is exactly zero."""
         return len(self.zero_layers) == len(self.layers)
 
     @property
@@ -838,74 +669,16 @@ class GradientFacts:
 
     @property
     def fixed(self) -> bool:
+        """The plain network's gradients vanished and the residual network's did not."""
         return self.plain.vanished and not self.residual.vanished
 
-    def floor_sentence(self) -> str:
-        if not self.any_zero:
-            return "No tracked gradient is exactly zero, so every value is drawn where it lies."
-        return (f"A logarithmic axis has no place for zero, so exact zeros are drawn on a floor at "
-                f"{self.floor:.0e}, below the smallest positive value of either run.").replace("e-0", "e-")
-
-    def plain_sentence(self) -> str:
-        run = self.plain
-        layers = fmt.listing(str(layer) for layer in run.zero_layers)
-        if run.dead:
-            return ("In the plain network no gradient reaches any tracked layer — every one is exactly zero, the "
-                    "first layer's as well as the last's. That happens when a whole layer's ReLUs are off for every "
-                    "input: nothing passes that layer in either direction, so the layers below it never learn and "
-                    "the layers above it see a constant.")
-        if run.vanished:
-            text = (f"In the plain network the gradients vanish: layer {run.layers[0]}'s mean squared gradient norm "
-                    f"is {_ratio_text(run.ratio)} layer {run.layers[-1]}'s")
-            if run.zero_layers:
-                text += (f", and layer{'s' if len(run.zero_layers) > 1 else ''} {layers} "
-                         f"receive{'s' if len(run.zero_layers) == 1 else ''} exactly zero (below what float32 "
-                         "can represent)")
-            return text + "."
-        return (f"The gradients of the plain network do not vanish here: layer {run.layers[0]} gets "
-                f"{_ratio_text(run.ratio)} layer {run.layers[-1]}'s mean squared norm.")
-
-    def residual_sentence(self) -> str:
-        plain, res = self.plain, self.residual
-        accuracy = (f" Validation accuracy: {fmt.pct(plain.final_val_acc)} plain, "
-                    f"{fmt.pct(res.final_val_acc)} residual.") + self.learning_clause()
-        if self.fixed:
-            return (f"Residual connections fix this: with them layer {res.layers[0]} gets "
-                    f"{_ratio_text(res.ratio)} layer {res.layers[-1]}'s, and no tracked layer is left at zero — the "
-                    "identity path carries the gradient past every block, whatever the blocks do." + accuracy)
-        if res.vanished:
-            return ("Residual connections do not fix it in this run: layer "
-                    f"{res.layers[0]} still gets {_ratio_text(res.ratio)} layer {res.layers[-1]}'s." + accuracy)
-        return (f"With residual connections layer {res.layers[0]} gets {_ratio_text(res.ratio)} layer "
-                f"{res.layers[-1]}'s." + accuracy)
-
-
-    def learning_clause(self) -> str:
-        """Whether gradients that reach the input also bought accuracy, judged against the majority class."""
-        res, majority = self.residual.final_val_acc, self.majority
-        if res is None or majority is None or self.residual.vanished:
-            return ""
-        after = f"after {fmt.num(self.epochs)} epoch{'s' if self.epochs != 1 else ''}"
-        if res <= majority + MAJORITY_MARGIN:
-            return (f" Gradients that reach the input are not yet learning, though: {after} the residual network "
-                    f"is no more accurate than always answering the most common country "
-                    f"({fmt.pct(majority)}) — at this learning rate {fmt.num(self.depth)} layers train slowly even "
-                    "when the signal gets through.")
-        return (f" And it learns: {after} the residual network is {fmt.pp(res - majority).lstrip('+')} above always "
-                f"answering the most common country ({fmt.pct(majority)}).")
-
-
-MAJORITY_MARGIN = 0.005  # within half a point of the majority-class rate counts as not having learned
-
-
-def _ratio_text(ratio: float | None) -> str:
-    if ratio is None:
-        return "(undefined: the last layer's is zero)"
-    if ratio == 0:
-        return "nothing (exactly zero) compared with"
-    if ratio >= 1:
-        return f"{fmt.num(ratio)} times"
-    return f"{ratio:.1e} times".replace("e-0", "e-").replace("e+0", "e+")
+    @property
+    def residual_learns(self) -> bool | None:
+        """Whether gradients that reach the input also bought accuracy: the residual network beats the majority
+        class. None when that cannot be judged (no majority rate given, or its gradients vanished too)."""
+        if self.residual.vanished:
+            return None
+        return beats_majority(self.residual.final_val_acc, self.majority)
 
 
 def log_floor(values: Sequence[float]) -> float:
@@ -951,17 +724,12 @@ class ImplicitFacts:
 
     @property
     def gain(self) -> float:
+        """Validation accuracy of the sine features minus that of the raw coordinates."""
         return (self.sine["val_acc"] or 0.0) - (self.raw["val_acc"] or 0.0)
 
     @property
     def sine_wins(self) -> bool:
         return self.gain > 0
-
-    def sentence(self) -> str:
-        verb = "beat" if self.sine_wins else "did not beat"
-        return (f"The sine features {verb} the raw coordinates: validation accuracy {fmt.pct(self.sine['val_acc'])} "
-                f"against {fmt.pct(self.raw['val_acc'])} ({fmt.pp(self.gain)}), test accuracy "
-                f"{fmt.pct(self.sine['test_acc'])} against {fmt.pct(self.raw['test_acc'])}.")
 
 
 def implicit_facts(result: Mapping[str, Any]) -> ImplicitFacts:

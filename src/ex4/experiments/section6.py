@@ -32,7 +32,7 @@ from ex4.models.mlp import RAW_FEATURES, Architecture, input_width, load_mlp
 from ex4.train.mlp_engine import RunResult, RunSpec, Splits, train_runs
 
 CODE = ("ex4.models.mlp", "ex4.train.mlp_engine", "ex4.train.mlp_kernel",
-        "ex4.analysis.regions")  # data enter the key by content
+        "ex4.models.regions")  # data enter the key by content
 BASE = ("seed", "mlp_lr", "mlp_optimizer", "mlp_batch_size", "mlp_depth", "mlp_width", "mlp_batch_norm",
         "mlp_train_subset", "mlp_engine", "mlp_compile", "device")
 
@@ -220,14 +220,14 @@ def _run_from_record(spec: RunSpec, record: dict[str, Any], tensors: dict[str, A
 
 
 def _extent(splits: Splits) -> list[float]:
-    from ex4.analysis.regions import data_extent
+    from ex4.models.regions import data_extent
 
     return data_extent(*(x.cpu() for x in splits.x.values()))
 
 
 def _regions_and_grid(result: RunResult, extent: list[float], grid: int, with_class_grid: bool):
     """(region bound, regions counted, class grid or None) of a trained run."""
-    from ex4.analysis.regions import class_grid, count_activation_regions, region_upper_bound
+    from ex4.models.regions import class_grid, count_activation_regions, region_upper_bound
 
     arch = result.spec.arch
     model = load_mlp(arch.as_dict(), result.state_dict)

@@ -1,9 +1,12 @@
-"""Linear regions of ReLU networks: the combinatorial upper bound and an empirical count over a grid.
+"""Linear regions of ReLU networks, a property of the model: the combinatorial upper bound and an empirical count
+over a grid.
 
 A ReLU network is affine on each set of inputs that share an activation pattern (which ReLUs are on), so
 the number of distinct patterns met over a dense grid is a lower bound on the number of linear regions
 inside the grid's box. Batch norm in eval mode is affine, so it does not change this. The same module
 also predicts the class of every grid point in one forward pass, for the decision-boundary figures.
+Experiments store both with each trained model (this module is part of their store key); analysis reads the
+bound from here.
 """
 
 from __future__ import annotations
