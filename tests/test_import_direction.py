@@ -24,13 +24,6 @@ FORBIDDEN = {
     "ex4.render": ("ex4.models", "ex4.train", "ex4.experiments", "ex4.analysis", "ex4.plots", *ML_LIBRARIES),
 }
 
-# Known exceptions, each with the change that removes it.
-ALLOWED = {
-    # removed when models/regions.py lands (the Section 6 half of issue 11 moves region counting out of analysis)
-    ("ex4.experiments.section6", "ex4.analysis.regions"),
-}
-
-
 def module_name(path: Path) -> str:
     parts = path.relative_to(SRC.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -67,8 +60,7 @@ def violations() -> list[tuple[str, str]]:
             if not within(module, layer):
                 continue
             for imported in sorted(imports_of(path)):
-                allowed = any(module == source and within(imported, target) for source, target in ALLOWED)
-                if any(within(imported, target) for target in banned) and not allowed:
+                if any(within(imported, target) for target in banned):
                     found.append((module, imported))
     return found
 
@@ -89,11 +81,3 @@ def test_the_checker_sees_imports_inside_functions_and_relative_ones(tmp_path):
 def test_imports_point_down_the_flow():
     found = violations()
     assert found == [], "imports against the flow:\n" + "\n".join(f"{module} imports {name}" for module, name in found)
-
-
-@pytest.mark.parametrize("module, imported", sorted(ALLOWED))
-def test_each_allowed_exception_still_exists(module, imported):
-    """An exception that the code no longer needs must leave the list (so the list cannot hide a new one)."""
-    path = SRC / Path(*module.split(".")[1:]).with_suffix(".py")
-    assert any(within(name, imported) for name in imports_of(path)), f"{module} no longer imports {imported}: " \
-                                                                      "remove it from ALLOWED"

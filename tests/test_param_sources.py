@@ -22,15 +22,6 @@ from ex4.render.qmd import parse_qmd
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted([ROOT / "index.qmd", *ROOT.glob("report/*.qmd")])
 
-# A parameter an experiment declares that a chapter running it does not yet declare, with the change that ends it.
-NOT_YET_DECLARED = {
-    # mlp_compile (was $EX4_COMPILE) is new: added to Section 6's parameters cells on merge with their rewrite
-    ("index.qmd", "mlp_compile"),
-    ("report/section6-1.qmd", "mlp_compile"),
-    ("report/section6-2.qmd", "mlp_compile"),
-}
-
-
 def chapter_values(path: Path) -> dict[str, Any]:
     """The values a chapter's parameters cell assigns, read as Python literals (what Papermill would replace)."""
     chapter = parse_qmd(path)
@@ -100,24 +91,16 @@ def test_a_chapter_declares_every_parameter_of_the_experiments_it_runs(chapter):
     if re.search(r"\brun\(\s*name\b", code) and "registry()" in code:  # every experiment, e.g. the front page
         names = list(experiments)
     for name in names:
-        missing = [param for param in experiments[name].params
-                   if param not in declared and (relative, param) not in NOT_YET_DECLARED]
+        missing = [param for param in experiments[name].params if param not in declared]
         assert missing == [], f"{relative} runs '{name}' but does not declare {missing}: a profile could not set them"
 
 
 def test_every_parameter_is_declared_by_some_chapter():
     declared = {name for chapter in CHAPTERS for name in chapter_values(chapter)}
-    pending = {name for _, name in NOT_YET_DECLARED}
-    assert set(params.SCHEMA) - declared - pending == set()
+    assert set(params.SCHEMA) - declared == set()
 
 
 @pytest.mark.parametrize("profile", sorted((ROOT / "params").glob("*.yml")), ids=lambda path: path.name)
 def test_profiles_name_only_known_parameters(profile):
     names = set(params.read_profile(profile))
     assert names <= set(params.SCHEMA), f"{profile.name}: unknown {sorted(names - set(params.SCHEMA))}"
-
-
-@pytest.mark.parametrize("chapter, name", sorted(NOT_YET_DECLARED))
-def test_each_pending_declaration_is_still_missing(chapter, name):
-    """Once the chapter declares it, the entry must leave NOT_YET_DECLARED."""
-    assert name not in chapter_values(ROOT / chapter), f"{chapter} declares {name} now: remove it from NOT_YET_DECLARED"
