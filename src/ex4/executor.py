@@ -202,7 +202,7 @@ def connect(scheduler: str) -> DaskExecutor:
             threads = max(1, (os.cpu_count() or 1) // workers)
             # worker processes, not threads: a run holds the GIL in places, and a killed worker is one run lost
             cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
-                                               host="127.0.0.1", dashboard_address=None,
+                                               host="127.0.0.1", dashboard_address=":0",
                                                silence_logs=40)  # logging.ERROR: warnings go to Dask's log only
             client = distributed.Client(cluster, timeout=f"{CONNECT_TIMEOUT_S}s")
         else:
