@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from ex4.analysis.tables import run_label
+from ex4.experiments.section7 import run_label
 from ex4.data.faces import class_label
 from ex4.models.resnet import IMAGENET_MEAN, IMAGENET_STD, resnet18_binary
 from ex4.train.cnn import batch_orders

@@ -1,4 +1,6 @@
-"""Section 7's computed claims on small hand-made `cnn` results: each branch of each sentence, no training."""
+"""Section 7's facts and verdicts on small hand-made `cnn` results: each verdict the chapter words, no training.
+
+The wording itself is tested on the chapter (test_section7_wording.py); here only numbers and verdicts."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 from ex4.analysis import section7 as facts
-from ex4.analysis.tables import run_label
+from ex4.experiments.section7 import run_label
 from ex4.errors import Ex4Error
 
 SURROGATE = {"backbone": "surrogate:digits (10-class)",
@@ -47,8 +49,7 @@ def fake_run(baseline: str, lr: float | None, test_acc: float, val_acc: float | 
 
 
 def fake_result(runs: list[dict[str, Any]], test: tuple[int, int] = (200, 200), train: tuple[int, int] = (700, 700),
-                standin: bool = True, backbone: dict[str, Any] | None = None,
-                mistakes: dict[str, Any] | None = None) -> dict[str, Any]:
+                standin: bool = True, backbone: dict[str, Any] | None = None) -> dict[str, Any]:
     def counts(pair):
         return {"real": pair[0], "fake": pair[1]}
 
@@ -58,7 +59,6 @@ def fake_result(runs: list[dict[str, Any]], test: tuple[int, int] = (200, 200), 
                  "counts": {"train": counts(train), "val": counts((100, 100)), "test": counts(test)},
                  "train_subset": None, "test_ids": []},
         "runs": runs,
-        "mistakes": mistakes or {"best": None, "worst": None, "items": [], "requested": 5},
     }
 
 
@@ -84,14 +84,12 @@ def test_chance_on_a_balanced_split_uses_a_one_sided_binomial_threshold():
     assert 0.53 < guess.threshold < 0.55  # 0.5 + 1.645 * sqrt(0.25 / 400) ≈ 0.541
     assert guess.beats(0.56) and not guess.beats(0.52) and not guess.beats(None)
     assert guess.p_value(0.5) > 0.4 and guess.p_value(0.6) < 1e-4
-    assert "balanced" in guess.describe()
 
 
 def test_chance_on_an_unbalanced_split_names_the_larger_class():
     guess = facts.chance(fake_result([], test=(100, 300)), "test")
     assert guess.majority_class == "fake" and guess.majority_rate == 0.75 and not guess.balanced
     assert not guess.beats(0.76)  # above the majority rate, but not by more than guessing reaches
-    assert "“fake”" in guess.describe()
 
 
 def test_constant_predictions_are_read_from_the_confusion_counts():
@@ -100,70 +98,72 @@ def test_constant_predictions_are_read_from_the_confusion_counts():
     assert facts.constant_prediction(fake_run("finetune", 0.01, 0.5)) is None
 
 
-def test_scratch_at_chance_is_reported_as_such_with_the_training_budget():
-    chances = facts.chance_facts(fake_result(course_like_runs()), weights=11_177_025)
-    assert chances.scratch["lr"] == 1e-4
-    sentence = chances.scratch_sentence()
-    assert "does not beat chance" in sentence and "lr = 1e-4" in sentence and "52.5\u00a0%" in sentence
-    assert chances.steps == 44  # ⌈1400 / 32⌉ steps of one epoch
-    assert "44 optimiser steps" in chances.budget_sentence() and "11.2 million" in chances.budget_sentence()
-    assert "1 gives the same answer for every test image: “fake” (`finetune lr=0.01`)." in chances.constant_sentence()
-    assert "Such a run scores exactly" in chances.constant_sentence()
-    assert chances.overall_sentence().startswith("Of the 12 runs, 6 beat chance")
+def test_scratch_at_chance_constant_runs_and_the_training_budget():
+    result = fake_result(course_like_runs())
+    chances = facts.chance_facts(result)
+    assert chances.scratch["lr"] == 1e-4 and not chances.scratch_beats and not chances.scratch_below_majority
+    assert chances.scratch_p_value > facts.SIGNIFICANCE
+    budget = facts.budget(result, weights=11_177_025)
+    assert budget.steps == 44  # ⌈1400 / 32⌉ steps of one epoch
+    assert chances.constant == (("finetune lr=0.01", "fake"),)
+    assert chances.constant_by_answer() == {"fake": ("finetune lr=0.01",)}
+    assert chances.overall == "some" and len(chances.beating) == 6 and chances.beating[0] == "finetune lr=1e-4"
 
 
-def test_scratch_that_learns_is_credited():
-    chances = facts.chance_facts(fake_result([fake_run("scratch", 1e-3, 0.62)]))
-    assert "does beat chance" in chances.scratch_sentence()
-    assert chances.overall_sentence() == "Every one of the 1 runs beats chance on the test set."
-    assert facts.chance_facts(fake_result([fake_run("xgboost", None, 0.6)])).scratch_sentence() == ""
+def test_scratch_that_learns_and_runs_that_all_or_never_beat_chance():
+    learns = facts.chance_facts(fake_result([fake_run("scratch", 1e-3, 0.62)]))
+    assert learns.scratch_beats and learns.overall == "all"
+    below = facts.chance_facts(fake_result([fake_run("scratch", 1e-3, 0.45)]))
+    assert not below.scratch_beats and below.scratch_below_majority and below.overall == "none"
+    pixels = facts.chance_facts(fake_result([fake_run("xgboost", None, 0.6)]))
+    assert pixels.scratch is None and facts.budget(fake_result([fake_run("xgboost", None, 0.6)])) is None
 
 
 # ---- the winner --------------------------------------------------------------------------------------------
 
 
-def test_winner_within_the_test_sets_resolution_is_not_called_a_clear_win():
+def test_winner_within_the_test_sets_resolution_is_not_a_clear_win():
     winner = facts.winner_facts(fake_result(course_like_runs()))
     assert winner.best["label"] == "finetune lr=1e-4" and winner.runner_up["baseline"] == "xgboost"
-    assert winner.gap == pytest.approx(0.0125)
-    assert not winner.clear and "cannot be told apart" in winner.sentence()
-    assert "only 1.3\u00a0pp ahead of the best of the runner-up baseline, XGBoost on pixels (73.5\u00a0%)" in winner.sentence()
+    assert winner.gap == pytest.approx(0.0125) and winner.gap < winner.resolution
+    assert winner.verdict == "unresolved"
 
 
-def test_a_clear_winner_a_tie_and_a_lone_baseline():
+def test_a_clear_winner_a_tie_a_lone_baseline_and_no_run():
     clear = facts.winner_facts(fake_result([fake_run("finetune", 1e-4, 0.9), fake_run("xgboost", None, 0.6)]))
-    assert clear.clear and "the lead is real" in clear.sentence()
+    assert clear.verdict == "clear" and clear.validation_agrees is True
     tie = facts.winner_facts(fake_result([fake_run("finetune", 1e-4, 0.7), fake_run("xgboost", None, 0.7)]))
-    assert "tied with" in tie.sentence()
-    alone = facts.winner_facts(fake_result([fake_run("xgboost", None, 0.7)]))
-    assert "only baseline" in alone.sentence()
-    assert "picks the same run" in clear.selection_sentence()
+    assert tie.verdict == "tied"
+    assert facts.winner_facts(fake_result([fake_run("xgboost", None, 0.7)])).verdict == "alone"
+    nothing = facts.winner_facts(fake_result([]))
+    assert nothing.verdict == "none" and nothing.validation_agrees is None
 
 
-def test_validation_choosing_a_different_winner_is_reported():
+def test_validation_choosing_a_different_winner():
     winner = facts.winner_facts(fake_result([fake_run("finetune", 1e-4, 0.8, val_acc=0.7),
                                              fake_run("xgboost", None, 0.75, val_acc=0.72)]))
     assert winner.best["baseline"] == "finetune" and winner.best_by_val["baseline"] == "xgboost"
-    assert "would have picked XGBoost on pixels instead (72.0\u00a0% validation, 75.0\u00a0% test)" in (
-        winner.selection_sentence())
+    assert winner.validation_agrees is False
 
 
 # ---- learning rates ---------------------------------------------------------------------------------------
 
 
-def test_large_rates_breaking_fine_tuning_are_named_and_contrasted_with_the_probe():
+def test_large_rates_breaking_fine_tuning_and_the_probe_that_survives_them():
     rates = facts.learning_rate_facts(fake_result(course_like_runs()))
     tune = rates.per_baseline["finetune"]
     assert tune.best["lr"] == 1e-4 and [run["lr"] for run in tune.broken_high] == [0.1, 0.01]
-    sentence = rates.finetune_sentence()
-    assert sentence.startswith("Large rates break fine-tuning: at lr = 0.1 (52.0\u00a0%) and lr = 0.01 (47.8\u00a0%)")
-    assert "linear probe" in sentence and "lr = 0.1 (73.2\u00a0%)" in sentence
-    assert "lr = 1e-5 is too small" in rates.per_baseline["linear_probe"].sentence(rates.test)
-    assert rates.per_baseline["linear_probe"].position == "largest"
-    assert "larger rate than fine-tuning" in rates.probe_rate_sentence()
+    assert rates.finetune_verdict == "breaks"
+    assert [run["lr"] for run in rates.probe_survivors()] == [0.1, 0.01]
+    probe = rates.per_baseline["linear_probe"]
+    assert [run["lr"] for run in probe.too_small] == [1e-5] and probe.position == "largest"
+    assert rates.probe_rate_verdict == "larger"
     probe_fails = facts.learning_rate_facts(fake_result([fake_run("linear_probe", 0.1, 0.5),
                                                          fake_run("finetune", 1e-3, 0.8)]))
-    assert probe_fails.probe_rate_sentence() == ""  # the best rate of a probe at chance means nothing
+    assert probe_fails.probe_rate_verdict is None  # the best rate of a probe at chance means nothing
+    same = facts.learning_rate_facts(fake_result([fake_run("linear_probe", 1e-3, 0.7),
+                                                  fake_run("finetune", 1e-3, 0.8)]))
+    assert same.probe_rate_verdict == "same"
 
 
 def test_a_failing_rate_between_two_that_learn_is_not_called_too_large():
@@ -171,29 +171,32 @@ def test_a_failing_rate_between_two_that_learn_is_not_called_too_large():
         fake_run("scratch", 0.1, 0.63), fake_run("scratch", 0.01, 0.5), fake_run("scratch", 1e-3, 0.65),
         fake_run("scratch", 1e-4, 0.62), fake_run("scratch", 1e-5, 0.51)]))
     scratch = rates.per_baseline["scratch"]
+    assert scratch.learns and scratch.position == "middle"
     assert scratch.broken_high == () and [run["lr"] for run in scratch.isolated] == [0.01]
     assert [run["lr"] for run in scratch.too_small] == [1e-5]
-    sentence = scratch.sentence(rates.test)
-    assert "lr = 1e-5 is too small, while lr = 0.01 stays at chance although rates on both sides" in sentence
-    assert "too large" not in sentence
 
 
-def test_fine_tuning_that_survives_large_rates_or_never_learns():
+def test_fine_tuning_that_survives_dips_is_best_at_the_largest_rate_or_never_learns():
     survives = facts.learning_rate_facts(fake_result([fake_run("finetune", 0.1, 0.65),
                                                       fake_run("finetune", 1e-3, 0.8)]))
-    assert "did not break it" in survives.finetune_sentence()
-    gap = facts.learning_rate_facts(fake_result([fake_run("finetune", 0.1, 0.65), fake_run("finetune", 0.01, 0.5),
-                                                 fake_run("finetune", 1e-3, 0.8)]))
-    sentence = gap.finetune_sentence()
-    assert "did not break fine-tuning for good: lr = 0.1 (65.0\u00a0%) still beats chance" in sentence
-    assert "while lr = 0.01 (50.0\u00a0%) fell to chance level" in sentence
+    assert survives.finetune_verdict == "survives"
+    assert [run["lr"] for run in survives.finetune_above(learned=True)] == [0.1]
+    dips = facts.learning_rate_facts(fake_result([fake_run("finetune", 0.1, 0.65), fake_run("finetune", 0.01, 0.5),
+                                                  fake_run("finetune", 1e-3, 0.8)]))
+    assert dips.finetune_verdict == "dips"
+    assert [run["lr"] for run in dips.finetune_above(learned=False)] == [0.01]
     largest = facts.learning_rate_facts(fake_result([fake_run("finetune", 0.1, 0.8),
                                                      fake_run("finetune", 1e-3, 0.7)]))
-    assert "largest rate was the best" in largest.finetune_sentence()
+    assert largest.finetune_verdict == "largest_best"
     never = facts.learning_rate_facts(fake_result([fake_run("finetune", 0.1, 0.5), fake_run("finetune", 1e-3, 0.51)]))
-    assert "beats chance at no rate" in never.finetune_sentence()
-    assert "not even that beats chance" in never.sentences()
-    assert facts.learning_rate_facts(fake_result([fake_run("xgboost", None, 0.7)])).finetune_sentence() == ""
+    assert never.finetune_verdict == "never_learns" and not never.per_baseline["finetune"].learns
+    assert facts.learning_rate_facts(fake_result([fake_run("xgboost", None, 0.7)])).finetune_verdict == "absent"
+
+
+def test_diverged_runs_are_listed():
+    rates = facts.learning_rate_facts(fake_result([fake_run("scratch", 0.1, 0.5, diverged=True),
+                                                   fake_run("scratch", 1e-3, 0.7)]))
+    assert [run["lr"] for run in rates.per_baseline["scratch"].diverged] == [0.1]
 
 
 # ---- probes and pixels ----------------------------------------------------------------------------------------
@@ -201,108 +204,117 @@ def test_fine_tuning_that_survives_large_rates_or_never_learns():
 
 def test_probes_that_agree_and_that_differ():
     agree = facts.probe_facts(fake_result(course_like_runs()))
-    assert agree.difference == pytest.approx(0.0175) and agree.agree
-    assert "+1.8\u00a0pp" in agree.sentence() and "they agree" in agree.sentence()
-    assert "Only 2 of the probe's 3 learning rates come that close" in agree.sentence()
+    assert agree.difference == pytest.approx(0.0175) and agree.verdict == "agree"
+    assert len(agree.rates_matching) == 2 and len(agree.linear_runs) == 3 and agree.sklearn_converged is True
     linear_ahead = facts.probe_facts(fake_result([fake_run("linear_probe", 0.1, 0.8),
                                                   fake_run("sklearn_probe", None, 0.6)]))
-    assert not linear_ahead.agree and "hand-tuned rate beats the defaults" in linear_ahead.sentence()
+    assert linear_ahead.verdict == "linear_better"
     sklearn_ahead = facts.probe_facts(fake_result([fake_run("linear_probe", 0.1, 0.6),
-                                                   fake_run("sklearn_probe", None, 0.8)]))
-    assert "None of the probe's learning rates" in sklearn_ahead.sentence()
-    assert "only one" in facts.probe_facts(fake_result([fake_run("sklearn_probe", None, 0.8)])).sentence()
+                                                   fake_run("sklearn_probe", None, 0.8, converged=False)]))
+    assert sklearn_ahead.verdict == "sklearn_better" and sklearn_ahead.rates_matching == ()
+    assert sklearn_ahead.sklearn_converged is False
+    one = facts.probe_facts(fake_result([fake_run("sklearn_probe", None, 0.8)]))
+    assert one.verdict == "missing" and one.present == 1
 
 
 def test_xgboost_against_frozen_and_fine_tuned_features():
     course = facts.xgboost_facts(fake_result(course_like_runs()))
     assert course.frozen["baseline"] == "linear_probe" and course.finetuned["lr"] == 1e-4
-    assert course.verdict(course.frozen) == "level" and course.verdict(course.finetuned) == "level"
-    sentence = course.sentence()
-    assert "level with (within the ±" in sentence and "the best probe on frozen features" in sentence
-    assert "no better than the raw values" in sentence and "ImageNet weights" in sentence
+    assert course.frozen_verdict == "level" and course.finetuned_verdict == "level"
+    difference, width, verdict = course.against(course.frozen)
+    assert difference == pytest.approx(0.0025) and width > abs(difference) and verdict == "level"
     tuned_wins = facts.xgboost_facts(fake_result([fake_run("xgboost", None, 0.75), fake_run("sklearn_probe", None, 0.72),
                                                   fake_run("finetune", 1e-3, 0.85)], backbone=IMAGENET))
-    assert tuned_wins.verdict(tuned_wins.finetuned) == "behind"
-    assert "only once the backbone itself adapts" in tuned_wins.sentence()
-    assert "ImageNet weights" not in tuned_wins.sentence()
+    assert tuned_wins.frozen_verdict == "level" and tuned_wins.finetuned_verdict == "behind"
     frozen_wins = facts.xgboost_facts(fake_result([fake_run("xgboost", None, 0.6), fake_run("sklearn_probe", None, 0.9)]))
-    assert "Even frozen, the surrogate's features carry more" in frozen_wins.sentence()
-    assert "left out" in facts.xgboost_facts(fake_result([fake_run("xgboost", None, 0.9)])).sentence()
+    assert frozen_wins.frozen_verdict == "behind" and frozen_wins.finetuned_verdict is None
+    pixels_win = facts.xgboost_facts(fake_result([fake_run("xgboost", None, 0.9), fake_run("finetune", 1e-3, 0.6)]))
+    assert pixels_win.finetuned_verdict == "ahead"
+    alone = facts.xgboost_facts(fake_result([fake_run("xgboost", None, 0.9)]))
+    assert not alone.comparable and alone.against(alone.frozen) is None
 
 
-# ---- tables and notes -----------------------------------------------------------------------------------------
+# ---- what ran -------------------------------------------------------------------------------------------------
+
+
+def test_backbone_kind_and_surrogate_facts():
+    result = fake_result(course_like_runs())
+    assert facts.backbone_kind(result) == "surrogate" and facts.uses_surrogate(result)
+    assert facts.backbone_source(result) == "digits (10-class)"
+    assert facts.surrogate_facts(result) == facts.SurrogateFacts(1000, 4, 0.9, 100, 50)
+    assert facts.backbone_kind(fake_result(course_like_runs(), backbone=IMAGENET)) == "imagenet"
+    pixels_only = fake_result([fake_run("xgboost", None, 0.7)])
+    assert facts.backbone_kind(pixels_only) == "none" and not facts.uses_surrogate(pixels_only)
+    weights_file = fake_result(course_like_runs(), backbone={"backbone": "file:mine.pth", "backbone_info": {}})
+    assert facts.backbone_kind(weights_file) == "file" and facts.backbone_source(weights_file) == "mine.pth"
+    assert facts.surrogate_facts(weights_file) == facts.SurrogateFacts(None, None, None, None, None)
+
+
+def test_which_baselines_ran_and_their_settings():
+    assert facts.all_baselines_ran(fake_result(course_like_runs()))
+    two = fake_result([fake_run("finetune", 0.1, 0.7), fake_run("xgboost", None, 0.7)])
+    assert not facts.all_baselines_ran(two) and facts.present_baselines(two) == ["xgboost", "finetune"]
+    assert facts.baseline_params(fake_result(course_like_runs()), "xgboost")["features"] == 12288
+    assert facts.seed_of(two) == 0
+
+
+# ---- tables ---------------------------------------------------------------------------------------------------
 
 
 def test_summary_keeps_two_per_baseline_in_course_order_and_the_worst_run():
-    table = facts.summary_table(fake_result(course_like_runs()))
-    assert list(table["which"]) == ["best", "best", "second best", "best", "second best", "best", "best",
-                                    "second best", "**worst overall**"]
-    assert list(table["baseline"])[:2] == ["XGBoost on pixels", "ResNet18 from scratch"]
-    assert list(table["learning rate"])[1:3] == ["1e-4", "1e-5"]
-    assert table.iloc[-1]["test accuracy"] == "47.8\u00a0%" and table.iloc[-1]["rank"] == 12
+    rows = facts.summary_rows(fake_result(course_like_runs()))
+    assert list(rows["position"]) == [1, 1, 2, 1, 2, 1, 1, 2, 0]
+    assert list(rows["baseline"])[:2] == ["xgboost", "scratch"]
+    assert list(rows["lr"])[1:3] == [1e-4, 1e-5]
+    assert rows.iloc[-1]["test_acc"] == 0.4775 and rows.iloc[-1]["rank"] == 12
 
 
 def test_ranking_lists_every_run_best_first_with_a_chance_verdict():
     result = fake_result(course_like_runs() + [fake_run("scratch", 0.01, 0.4, diverged=True)])
-    table = facts.ranking_table(result)
-    assert list(table["rank"]) == list(range(1, 14))
-    assert table.iloc[0]["baseline"] == "fine-tuned ResNet18" and table.iloc[0]["beats chance"] == "yes"
-    assert table.iloc[-1]["test loss"] == "n/a (diverged)" and table.iloc[-1]["beats chance"] == "no"
+    rows = facts.ranking_rows(result)
+    assert list(rows["rank"]) == list(range(1, 14))
+    assert rows.iloc[0]["label"] == "finetune lr=1e-4" and bool(rows.iloc[0]["beats_chance"])
+    assert np.isnan(rows.iloc[-1]["test_loss"]) and not rows.iloc[-1]["beats_chance"]
 
 
 def test_confusion_of_the_best_and_worst_run():
     extremes = facts.confusion_facts(fake_result(course_like_runs()))
-    table = extremes.table()
-    assert list(table["true class"]) == ["real", "fake", "real", "fake"]
-    assert table.iloc[2]["predicted fake"] == 200 and table.iloc[3]["recognised"] == "100.0\u00a0%"
-    assert "`finetune lr=0.01`, answers “fake” for every test image" in extremes.sentence()
-
-
-def test_caveat_and_provenance_say_stand_in_and_surrogate_plainly():
-    result = fake_result(course_like_runs())
-    box = facts.caveat_markdown(result)
-    assert box.startswith("::: {.callout-warning}") and "stand-in, not faces" in box
-    assert "not ImageNet" in box and "1,000 images" in box and "90.0\u00a0%" in box
-    assert "Stand-in data, NOT faces" not in box  # the description's own prefix is not repeated
-    assert "NOT faces" in facts.data_note(result) and "not ImageNet" in facts.data_note(result)
-    assert "1,400 training images" in facts.data_note(result)
-    real = fake_result(course_like_runs(), standin=False, backbone=IMAGENET)
-    assert facts.caveat_markdown(real) == "" and facts.caveat_intro(real) == ""
-    assert "ImageNet weights for ResNet18" in facts.backbone_sentences(real)
-    assert "50 digits" in facts.backbone_sentences(result, "/hub/resnet18.pth")
-    pixels_only = fake_result([fake_run("xgboost", None, 0.7)])
-    assert "not ImageNet" not in facts.data_note(pixels_only) and "not ImageNet" not in facts.caveat_markdown(
-        pixels_only)
-
-
-def test_a_subset_of_baselines_is_named():
-    assert facts.subset_sentence(fake_result(course_like_runs())) == ""
-    text = facts.subset_sentence(fake_result([fake_run("xgboost", None, 0.7), fake_run("finetune", 0.1, 0.7)]))
-    assert text.startswith("This run has only XGBoost on pixels and fine-tuned ResNet18")
-
-
-def test_baseline_bullets_take_their_numbers_from_the_runs():
-    text = facts.baseline_markdown(fake_result(course_like_runs()), [0.1, 1e-5])
-    assert text.count("\n- ") == 4 and text.startswith("- **XGBoost on pixels**")
-    assert "central 64 × 64 patch" in text and "12,288 numbers" in text
-    assert "resized to 256 px and centre-cropped to 224 × 224" in text and "0.1 and 1e-5" in text
-    assert "It converged." in text
+    rows = extremes.rows()
+    assert list(rows["true"]) == ["real", "fake", "real", "fake"] and list(rows["role"]) == ["best"] * 2 + ["worst"] * 2
+    assert rows.iloc[2]["predicted_fake"] == 200 and rows.iloc[3]["recall"] == 1.0
+    assert facts.constant_prediction(extremes.worst) == "fake" and not extremes.lopsided
+    lopsided_best = fake_run("finetune", 1e-3, 0.7)
+    lopsided_best["confusion"]["test"] = [[190, 10], [110, 90]]
+    lopsided = facts.confusion_facts(fake_result([lopsided_best, fake_run("xgboost", None, 0.5)]))
+    assert lopsided.lopsided and lopsided.easier_class == "real" and lopsided.recall_gap == pytest.approx(0.5)
 
 
 # ---- mistakes ----------------------------------------------------------------------------------------------
 
 
-def test_mistake_sentences_for_full_short_and_empty_selections():
-    items = [{"id": "test/fake/1.png", "true": 1, "p_best": 0.9, "p_worst": 0.1}]
-    short = facts.mistake_facts(fake_result([], mistakes={"best": "a", "worst": "b", "items": items,
-                                                          "requested": 5}))
-    assert "Only 1 test image is one" in short.sentence() and "5 asked for" in short.sentence()
-    assert "All of them are fake" in short.composition_sentence()
-    full = facts.mistake_facts(fake_result([], mistakes={"best": "a", "worst": "b", "items": items * 2,
-                                                         "requested": 2}))
-    assert full.sentence().startswith("It shows 2 test images")
-    none = facts.mistake_facts(fake_result([], mistakes={"best": "a", "worst": "b", "items": [], "requested": 3}))
-    assert "No test image" in none.sentence() and none.composition_sentence() == ""
+def mistakes_of(runs, probabilities, labels, count):
+    result = fake_result(runs)
+    result["data"]["test_ids"] = [f"test/{i}.png" for i in range(len(labels))]
+    tensors = {"labels": {"test": np.array(labels)}, "probabilities": {"test": probabilities}}
+    return facts.mistake_facts(result, tensors, count)
+
+
+def test_mistakes_are_chosen_from_the_stored_probabilities_of_the_best_and_worst_run():
+    runs = [fake_run("finetune", 1e-3, 0.9), fake_run("xgboost", None, 0.5)]
+    labels = [0, 1, 1, 0]
+    probabilities = {"finetune lr=0.001": [0.1, 0.9, 0.8, 0.4], "xgboost": [0.2, 0.05, 0.3, 0.9]}
+    full = mistakes_of(runs, probabilities, labels, 2)
+    assert (full.best, full.worst) == ("finetune lr=0.001", "xgboost")
+    assert [item["id"] for item in full.items] == ["test/1.png", "test/3.png"]  # most confident errors first
+    assert full.shown == full.requested == 2 and full.only_class is None
+    short = mistakes_of(runs, probabilities, labels, 5)
+    assert short.shown == 3 < short.requested and short.true_counts() == {"real": 1, "fake": 2}
+    fakes_only = mistakes_of(runs, probabilities, labels, 1)
+    assert fakes_only.only_class == "fake"
+    none = mistakes_of(runs, {"finetune lr=0.001": [0.1] * 4, "xgboost": [0.1] * 4}, [0, 0, 0, 0], 3)
+    assert none.shown == 0 and none.only_class is None
+    single = mistakes_of(runs[:1], {"finetune lr=0.001": [0.1] * 4}, labels, 3)
+    assert single.worst is None and single.shown == 0
 
 
 def test_images_are_picked_by_id_in_the_stored_order():
@@ -313,3 +325,11 @@ def test_images_are_picked_by_id_in_the_stored_order():
     assert facts.images_by_id(images, ids, []).shape == (0, 2, 2, 3)
     with pytest.raises(Ex4Error, match="test/fake/zzz.png"):
         facts.images_by_id(images, ids, ["test/fake/zzz.png"])
+
+
+def test_analysis_returns_no_prose():
+    """No sentence-building function is left: none named *_sentence(s), *_markdown, *_math, describe or caveat."""
+    import re
+
+    names = [name for name in dir(facts) if re.search(r"(sentences?|markdown|_math|describe|caveat|_intro)$", name)]
+    assert names == []

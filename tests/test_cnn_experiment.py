@@ -10,14 +10,12 @@ import pytest
 import torch
 
 from ex4 import experiments, params
-from ex4.analysis.tables import rank_runs
 from ex4.errors import Ex4Error
 from ex4.experiments import section7
 from ex4.store import Store
 from ex4.train import surrogate
 
-TINY = {"cnn_image_size": 16, "cnn_learning_rates": [0.01], "cnn_batch_size": 4, "cnn_xgb_crop": 8,
-        "cnn_mistakes": 2}
+TINY = {"cnn_image_size": 16, "cnn_learning_rates": [0.01], "cnn_batch_size": 4, "cnn_xgb_crop": 8}
 
 
 @pytest.fixture
@@ -60,10 +58,7 @@ def test_all_baselines_give_the_documented_result_and_rerun_from_the_store(cnn, 
         assert (run["lr"] is None) == (run["baseline"] in ("xgboost", "sklearn_probe"))
         expected_backbone = "none" if run["baseline"] in ("xgboost", "scratch") else result["backbone"]
         assert run["backbone"] == expected_backbone
-    assert result["ranking"] == rank_runs(result["runs"])
-    assert {group["baseline"] for group in result["summary"]["best_per_baseline"]} == set(params.BASELINES)
-    assert result["mistakes"]["best"] == result["ranking"][0]["label"]
-    assert result["mistakes"]["worst"] == result["ranking"][-1]["label"]
+    assert not {"ranking", "summary", "mistakes"} & set(result)  # computed by analysis when a chapter asks
     probabilities = outcome.tensors["probabilities"]["test"]
     assert set(probabilities) == set(labels) and all(value.shape == (8,) for value in probabilities.values())
     json.dumps(result, allow_nan=False)  # standard JSON: no NaN anywhere
@@ -81,7 +76,6 @@ def test_same_seed_gives_the_same_numbers(cnn, data_faces_tree, tmp_path):
                                       "cnn_weights": "surrogate"}))
     second = experiments.run("cnn", values, store=Store(tmp_path / "other-store")).result
     assert [run["final"] for run in first["runs"]] == [run["final"] for run in second["runs"]]
-    assert first["ranking"] == second["ranking"]
 
 
 def test_imagenet_requested_but_missing_is_one_line_naming_the_file(cnn, data_faces_tree):

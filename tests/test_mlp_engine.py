@@ -20,11 +20,10 @@ from mlp_stand_in import N_CLASSES, stand_in_splits
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
-@pytest.fixture(autouse=True)
-def torch_engine(monkeypatch):
+def train_torch(*args, **kwargs):
     """These tests are about the torch engine (bit-identity with the textbook loop); the CPU kernel has its own
     tests in test_mlp_kernel.py."""
-    monkeypatch.setenv("EX4_MLP_ENGINE", "torch")
+    return train_runs(*args, engine="torch", **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +76,8 @@ def test_batched_runs_equal_plain_pytorch_run_by_run(splits, flags, optimizer):
     lrs = [0.03, 0.005, 0.1] if optimizer == "sgd" else [0.01, 0.002, 0.02]
     specs = [RunSpec(f"r{i}", arch(3, 6, **flags), lr, 16, 2, optimizer, record_step_losses=True)
              for i, lr in enumerate(lrs)]
-    batched = train_runs(specs, splits, seed=4, compile_steps=False, progress=False)
-    alone = train_runs(specs[1:2], splits, seed=4, compile_steps=False, progress=False)[0]
+    batched = train_torch(specs, splits, seed=4, compile_steps=False, progress=False)
+    alone = train_torch(specs[1:2], splits, seed=4, compile_steps=False, progress=False)[0]
     for spec, result in zip(specs, batched):
         model, losses, val_acc, _ = plain_training(spec, splits, seed=4)
         torch.testing.assert_close(result.step_losses, losses, rtol=1e-5, atol=1e-5)
@@ -94,7 +93,7 @@ def test_mixed_runs_in_one_group_equal_plain_pytorch(splits):
     specs = [RunSpec("raw", arch(3, 5), 0.05, 8, 2, record_step_losses=True),
              RunSpec("sine+res", arch(3, 5, implicit=True, residual=True), 0.02, 8, 2, record_step_losses=True),
              RunSpec("res", arch(3, 5, residual=True), 0.05, 8, 2, record_step_losses=True)]
-    results = train_runs(specs, splits, seed=1, compile_steps=False, progress=False)
+    results = train_torch(specs, splits, seed=1, compile_steps=False, progress=False)
     for spec, result in zip(specs, results):
         model, losses, _, _ = plain_training(spec, splits, seed=1)
         torch.testing.assert_close(result.step_losses, losses, rtol=1e-5, atol=1e-6)
@@ -124,7 +123,7 @@ def test_one_batched_step_gives_each_run_its_own_loss_and_gradients(splits, flag
 
 def test_tracked_gradient_norms_equal_the_plain_loop(splits):
     spec = RunSpec("deep", arch(6, 3), 0.01, 32, 2, track_layers=(0, 3, 5))
-    result = train_runs([spec], splits, seed=2, compile_steps=False, progress=False)[0]
+    result = train_torch([spec], splits, seed=2, compile_steps=False, progress=False)[0]
     _, _, _, norms = plain_training(spec, splits, seed=2)
     per_epoch = math.ceil(97 / 32)
     for layer in (0, 3, 5):
@@ -147,14 +146,14 @@ def test_batch_sizes(n, size, batch_norm, expected):
 
 def test_iterations_per_epoch_is_ceil_of_rows_over_batch(splits):
     specs = [RunSpec(f"b{size}", arch(), 0.01, size, 1) for size in (1, 16, 32, 200)]
-    results = train_runs(specs, splits, seed=0, compile_steps=False, progress=False)
+    results = train_torch(specs, splits, seed=0, compile_steps=False, progress=False)
     assert [r.iterations_per_epoch for r in results] == [97, 7, 4, 1]
     assert [r.last_batch for r in results] == ["none", "partial", "partial", "partial"]
 
 
 def test_one_sample_last_batch_with_batch_norm_is_merged_not_crashed(splits):
     spec = RunSpec("bn", arch(2, 4, batch_norm=True), 0.05, 16, 2, record_step_losses=True)  # 97 = 6*16 + 1
-    result = train_runs([spec], splits, seed=0, compile_steps=False, progress=False)[0]
+    result = train_torch([spec], splits, seed=0, compile_steps=False, progress=False)[0]
     assert result.iterations_per_epoch == 6 and result.last_batch == "merged" == last_batch_kind(97, 16, True)
     assert result.step_losses.shape == (12,) and torch.isfinite(result.step_losses).all()
     assert not result.diverged
@@ -163,9 +162,9 @@ def test_one_sample_last_batch_with_batch_norm_is_merged_not_crashed(splits):
 def test_same_seed_same_numbers_other_seed_other_numbers(splits):
     specs = [RunSpec("a", arch(2, 5, batch_norm=True), 0.05, 16, 3),
              RunSpec("b", arch(2, 5, batch_norm=True), 0.01, 16, 3)]
-    first = train_runs(specs, splits, seed=7, compile_steps=False, progress=False)
-    again = train_runs(specs, splits, seed=7, compile_steps=False, progress=False)
-    other = train_runs(specs, splits, seed=8, compile_steps=False, progress=False)
+    first = train_torch(specs, splits, seed=7, compile_steps=False, progress=False)
+    again = train_torch(specs, splits, seed=7, compile_steps=False, progress=False)
+    other = train_torch(specs, splits, seed=8, compile_steps=False, progress=False)
     for one, two in zip(first, again):
         assert one.history == two.history
         assert all(torch.equal(one.state_dict[k], two.state_dict[k]) for k in one.state_dict)
@@ -174,11 +173,11 @@ def test_same_seed_same_numbers_other_seed_other_numbers(splits):
 
 def test_a_diverging_run_is_recorded_and_the_others_carry_on(splits):
     specs = [RunSpec("sane", arch(), 0.01, 16, 4), RunSpec("wild", arch(), 1e30, 16, 4)]
-    sane, wild = train_runs(specs, splits, seed=3, compile_steps=False, progress=False)
+    sane, wild = train_torch(specs, splits, seed=3, compile_steps=False, progress=False)
     assert wild.diverged and wild.diverged_epoch == 1
     assert all(value is None for values in wild.history.values() for value in values)
     assert all(value is None for value in wild.final.values())
-    alone = train_runs(specs[:1], splits, seed=3, compile_steps=False, progress=False)[0]
+    alone = train_torch(specs[:1], splits, seed=3, compile_steps=False, progress=False)[0]
     assert not sane.diverged and sane.diverged_epoch is None
     for name, values in alone.history.items():
         assert sane.history[name] == pytest.approx(values, rel=1e-5)
@@ -186,7 +185,7 @@ def test_a_diverging_run_is_recorded_and_the_others_carry_on(splits):
 
 def test_diverging_alone_stops_early_with_full_length_history(splits):
     spec = RunSpec("wild", arch(), 1e30, 16, 5, track_layers=(1,))
-    result = train_runs([spec], splits, seed=3, compile_steps=False, progress=False)[0]
+    result = train_torch([spec], splits, seed=3, compile_steps=False, progress=False)[0]
     assert result.diverged_epoch == 1
     assert len(result.history["val_loss"]) == 5 and len(result.grad_norms[1]) == 5
 
@@ -194,17 +193,17 @@ def test_diverging_alone_stops_early_with_full_length_history(splits):
 def test_runs_come_back_in_the_order_given_across_groups(splits):
     specs = [RunSpec("b16", arch(), 0.01, 16, 1), RunSpec("b8", arch(), 0.01, 8, 1),
              RunSpec("b16-2", arch(), 0.02, 16, 1)]
-    results = train_runs(specs, splits, seed=0, compile_steps=False, progress=False)
+    results = train_torch(specs, splits, seed=0, compile_steps=False, progress=False)
     assert [r.spec.label for r in results] == ["b16", "b8", "b16-2"]
 
 
 def test_bad_specs_are_refused(splits):
     with pytest.raises(ValueError, match="batch norm"):
-        train_runs([RunSpec("x", arch(batch_norm=True), 0.1, 1, 1)], splits, seed=0, progress=False)
+        train_torch([RunSpec("x", arch(batch_norm=True), 0.1, 1, 1)], splits, seed=0, progress=False)
     with pytest.raises(ValueError, match="distinct"):
-        train_runs([RunSpec("x", arch(), 0.1, 4, 1)] * 2, splits, seed=0, progress=False)
+        train_torch([RunSpec("x", arch(), 0.1, 4, 1)] * 2, splits, seed=0, progress=False)
     with pytest.raises(ValueError, match="tracked layer"):
-        train_runs([RunSpec("x", arch(2), 0.1, 4, 1, track_layers=(2,))], splits, seed=0, progress=False)
+        train_torch([RunSpec("x", arch(2), 0.1, 4, 1, track_layers=(2,))], splits, seed=0, progress=False)
 
 
 def test_model_depth_counts_hidden_layers_like_the_course():
@@ -228,8 +227,8 @@ def test_pick_device():
 def test_compiled_steps_equal_eager_steps(splits):
     specs = [RunSpec("a", arch(2, 5, batch_norm=True), 0.05, 16, 2, record_step_losses=True),
              RunSpec("b", arch(2, 5, batch_norm=True, residual=True), 0.01, 16, 2, record_step_losses=True)]
-    eager = train_runs(specs, splits, seed=5, compile_steps=False, progress=False)
-    compiled = train_runs(specs, splits, seed=5, compile_steps=True, progress=False)
+    eager = train_torch(specs, splits, seed=5, compile_steps=False, progress=False)
+    compiled = train_torch(specs, splits, seed=5, compile_steps=True, progress=False)
     for one, two in zip(eager, compiled):
         torch.testing.assert_close(one.step_losses, two.step_losses, rtol=1e-5, atol=1e-5)
         assert one.iterations_per_epoch == two.iterations_per_epoch
@@ -239,7 +238,7 @@ def test_width_one_layers_train_alone_and_batched(splits):
     specs = [RunSpec("a", arch(3, 1), 0.05, 16, 1, record_step_losses=True),
              RunSpec("b", arch(3, 1), 0.01, 16, 1, record_step_losses=True)]
     for group in (specs[:1], specs):
-        for spec, result in zip(group, train_runs(group, splits, seed=0, compile_steps=False, progress=False)):
+        for spec, result in zip(group, train_torch(group, splits, seed=0, compile_steps=False, progress=False)):
             _, losses, _, _ = plain_training(spec, splits, seed=0)
             torch.testing.assert_close(result.step_losses, losses, rtol=1e-5, atol=1e-6)
 
@@ -247,7 +246,7 @@ def test_width_one_layers_train_alone_and_batched(splits):
 @pytest.mark.parametrize("flags", [{}, {"batch_norm": True}, {"residual": True, "implicit": True}])
 def test_a_single_run_is_bit_identical_to_the_textbook_loop(splits, flags):
     spec = RunSpec("one", arch(3, 6, **flags), 0.05, 16, 2, record_step_losses=True)
-    result = train_runs([spec], splits, seed=6, compile_steps=False, progress=False)[0]
+    result = train_torch([spec], splits, seed=6, compile_steps=False, progress=False)[0]
     model, losses, _, _ = plain_training(spec, splits, seed=6)
     assert torch.equal(result.step_losses, losses)
     assert all(torch.equal(result.state_dict[key], value) for key, value in model.state_dict().items())

@@ -136,28 +136,30 @@ def test_same_seed_bit_identical_whatever_the_thread_count(splits, monkeypatch):
 
 
 def test_engine_choice(monkeypatch):
-    monkeypatch.delenv("EX4_MLP_ENGINE", raising=False)
     assert resolve_engine(None, "cpu") == "kernel"
     assert resolve_engine("auto", "cuda") == "torch"
     assert resolve_engine("torch", "cpu") == "torch"
-    monkeypatch.setenv("EX4_MLP_ENGINE", "torch")
-    assert resolve_engine("auto", "cpu") == "torch"
-    assert resolve_engine("kernel", "cpu") == "kernel"  # an explicit choice beats the environment
+    monkeypatch.setenv("EX4_MLP_ENGINE", "torch")  # gone: only the mlp_engine parameter chooses
+    assert resolve_engine("auto", "cpu") == "kernel"
     with pytest.raises(ValueError, match="CPU"):
         resolve_engine("kernel", "cuda")
 
 
-def test_store_key_carries_the_engine_actually_used(monkeypatch):
+def test_store_key_carries_the_engine_and_the_device_actually_used(monkeypatch):
+    import ex4.train.device
     from ex4.experiments.section6 import EXPERIMENTS
 
-    monkeypatch.delenv("EX4_MLP_ENGINE", raising=False)
     values = params.resolve(("test", {"device": "cpu"}))
     assert values["mlp_engine"] == "auto"
     for experiment in EXPERIMENTS:
-        assert experiment.key_params(values)["mlp_engine"] == "kernel"
+        key = experiment.key_params(values)
+        assert key["mlp_engine"] == "kernel" and key["device"] == "cpu" and key["mlp_compile"] == "eager"
         assert experiment.key_params({**values, "mlp_engine": "torch"})["mlp_engine"] == "torch"
-    monkeypatch.setenv("EX4_MLP_ENGINE", "torch")
-    assert EXPERIMENTS[0].key_params(values)["mlp_engine"] == "torch"
+        assert experiment.key_params({**values, "mlp_compile": "all"})["mlp_compile"] == "all"
+    # `auto` enters the key as the device it resolves to: the torch engine computes other bits on CUDA
+    monkeypatch.setattr(ex4.train.device, "pick_device", lambda choice: torch.device("cuda"))
+    cuda_key = EXPERIMENTS[0].key_params(params.resolve(("test", {"device": "auto"})))
+    assert cuda_key["device"] == "cuda" and cuda_key["mlp_engine"] == "torch"
 
 
 def test_numba_cache_lives_under_ex4_cache_dir(monkeypatch):

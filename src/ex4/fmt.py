@@ -49,6 +49,18 @@ def num(value: float | int | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
+def format_lr(lr: float) -> str:
+    """0.1, 0.01, 0.001, 1e-4, 1e-5, 3e-4, 0.0005 -> short, unambiguous text (Section 7's rates and run labels)."""
+    text = f"{lr:.6g}"
+    if lr < 1e-3 and "e" not in text:
+        text = f"{lr:.6e}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+        text = f"{mantissa}e{int(exponent)}"
+    return text
+
+
 def lr(value: float) -> str:
     """Learning rates as the course writes them: 1, 0.01, 1e-05."""
     return f"{value:g}"

@@ -180,6 +180,9 @@ SCHEMA: dict[str, Spec] = {
     "mlp_engine": Spec("auto", choice("auto", "torch", "kernel"),
                        "MLP training engine: auto = compiled CPU kernel on the CPU, torch on CUDA; torch = "
                        "bit-identical to a textbook loop for single runs"),
+    "mlp_compile": Spec("eager", choice("eager", "small", "all"),
+                        "torch.compile the torch engine's SGD step: eager = never; small = long runs of small batches; "
+                        "all = every long run (faster, but rounds differently from eager; see should_compile)"),
     # Section 7
     "cnn_baselines": Spec(list(BASELINES), list_of(choice(*BASELINES), unique=True), "baselines to run"),
     "cnn_learning_rates": Spec([0.1, 0.01, 0.001, 0.0001, 0.00001], list_of(positive_float, unique=True),
@@ -197,6 +200,34 @@ SCHEMA: dict[str, Spec] = {
                           "torch arithmetic: auto = bf16 autocast + channels_last where native, else float32; "
                           "float32 = bit-identical to a textbook loop"),
 }
+
+
+SECTIONS = (("", "Shared"), ("mlp_", "Section 6: MLPs on European cities"), ("cnn_", "Section 7: real vs fake images"))
+PROFILE_HEADER = """\
+# The course defaults: every parameter ex4 knows, with the value the exercise and the seed report use.
+# Copy this file and change what you like: `ex4 run NAME --params FILE`, `nox -s report -- --params FILE`.
+# Generated from ex4.params.SCHEMA (`python -m ex4.params > params/default.yml`); do not edit by hand.
+"""
+
+
+def _section(name: str) -> str:
+    return next(title for prefix, title in reversed(SECTIONS) if name.startswith(prefix))
+
+
+def _yaml_value(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def default_profile() -> str:
+    """The text of params/default.yml: every parameter of SCHEMA, in order, under its help text."""
+    lines = [PROFILE_HEADER.rstrip("\n")]
+    section = None
+    for name, spec in SCHEMA.items():
+        if _section(name) != section:
+            section = _section(name)
+            lines += ["", f"# --- {section} ---"]
+        lines += [f"# {spec.doc}", f"{name}: {_yaml_value(spec.default)}"]
+    return "\n".join(lines) + "\n"
 
 
 def defaults() -> dict[str, Any]:
@@ -297,3 +328,7 @@ def resolve_cli(params_file: str | None = None, assignments: list[str] | tuple[s
 def subset(values: Mapping[str, Any], names: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """The parameters one experiment depends on (its store key uses only these)."""
     return {name: values[name] for name in names}
+
+
+if __name__ == "__main__":
+    print(default_profile(), end="")

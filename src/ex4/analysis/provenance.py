@@ -1,9 +1,11 @@
 """What a build used: result keys, parameters, data fingerprints, versions, machine, cache hits.
 
-The renderer sets `$EX4_BUILD_LOG`; every `ex4.experiments.run` of the build appends its key and whether
-it was a store hit. Reading that log tells the appendix exactly which results the chapters showed, even
-when each chapter ran with its own parameters. Without a log (a chapter run by hand) every experiment is
-looked up with the parameters given.
+Read from the build log and the store only; nothing here runs an experiment. The renderer sets
+`$EX4_BUILD_LOG`, and every `ex4.experiments.run` of the build appends the key it used and whether that was a
+store hit, so reading the log tells the appendix exactly which results the chapters showed, even when each
+chapter ran with its own parameters. Without a log (a chapter run by hand) the appendix lists the results in
+the store that an experiment run wrote. Each result's metadata (`meta.json`: parameters, data fingerprint,
+versions, machine) is read without loading its tensors.
 """
 
 from __future__ import annotations
@@ -18,74 +20,74 @@ from typing import Any
 
 import pandas as pd
 
-from ex4.store import Outcome, Store, sha256_file
+from ex4.store import Store, sha256_file
 
 RENDER_PACKAGES = ("papermill", "nbclient", "nbformat", "pypandoc-binary", "typst", "matplotlib", "seaborn",
                    "pandas")
+DATA_FILES = ("train.csv", "validation.csv", "test.csv", "countries.csv", "manifest.json")
 
 
 @dataclass
 class BuildRecords:
-    outcomes: list[Outcome]
-    hits: dict[str, bool]  # key -> read from the store during this build (first time it was asked for)
-    source_sentence: str
+    entries: list[dict[str, Any]]  # the metadata of each result used, in the order first asked for
+    hits: dict[str, bool | None]  # key -> read from the store in this build (None: not known, no log)
+    from_log: bool  # True when read from the renderer's build log
+    requests: int  # results the chapters asked for (with repeats); without a log, the entries listed
 
     @property
     def n_hits(self) -> int:
-        return sum(self.hits[outcome.key] for outcome in self.outcomes)
+        return sum(bool(self.hits.get(entry["key"])) for entry in self.entries)
 
     @property
     def n_computed(self) -> int:
-        return len(self.outcomes) - self.n_hits
+        return sum(self.hits.get(entry["key"]) is False for entry in self.entries)
 
     @property
     def computed_seconds(self) -> float:
-        return sum(outcome.wall_time for outcome in self.outcomes if not self.hits[outcome.key])
+        return sum(float(entry.get("wall_time") or 0.0) for entry in self.entries
+                   if self.hits.get(entry["key"]) is False)
 
-    def runs_table(self) -> pd.DataFrame:
-        return pd.DataFrame([
-            {"experiment": outcome.experiment, "key": f"`{outcome.key}`",
-             "this build": "stored" if self.hits[outcome.key] else "computed",
-             "training time (s)": outcome.wall_time, "created": outcome.meta.get("created", "")}
-            for outcome in self.outcomes
-        ])
+    def runs_rows(self) -> pd.DataFrame:
+        """experiment, key, hit (True/False/None), wall_time (s), created."""
+        return pd.DataFrame([{"experiment": entry.get("experiment", "?"), "key": entry["key"],
+                              "hit": self.hits.get(entry["key"]), "wall_time": float(entry.get("wall_time") or 0.0),
+                              "created": entry.get("created", "")} for entry in self.entries],
+                            columns=["experiment", "key", "hit", "wall_time", "created"])
 
-    def params_table(self) -> pd.DataFrame:
-        rows = []
-        for outcome in self.outcomes:
-            for name, value in sorted(outcome.meta.get("params", {}).items()):
-                rows.append({"experiment": outcome.experiment, "parameter": f"`{name}`", "value": f"`{value}`"})
-        return pd.DataFrame(rows)
+    def params_rows(self) -> pd.DataFrame:
+        """experiment, parameter, value: the store-key parameters of every result."""
+        rows = [{"experiment": entry.get("experiment", "?"), "parameter": name, "value": value}
+                for entry in self.entries for name, value in sorted((entry.get("params") or {}).items())]
+        return pd.DataFrame(rows, columns=["experiment", "parameter", "value"])
 
-    def data_table(self) -> pd.DataFrame:
+    def data_rows(self) -> pd.DataFrame:
+        """folder, file (None: all files together), sha256 -- each data folder once."""
         rows, seen = [], set()
-        for outcome in self.outcomes:
-            folder = Path(outcome.meta.get("data_dir", ""))
+        for entry in self.entries:
+            folder = Path(entry.get("data_dir", ""))
             if folder in seen:
                 continue
             seen.add(folder)
-            rows.append({"data": str(folder), "file": "(all files)",
-                         "SHA-256": f"`{outcome.meta.get('data_fingerprint', '')}`"})
-            for name in ("train.csv", "validation.csv", "test.csv", "countries.csv", "manifest.json"):
-                if (folder / name).is_file():
-                    rows.append({"data": str(folder), "file": name, "SHA-256": f"`{sha256_file(folder / name)}`"})
-        return pd.DataFrame(rows)
+            rows.append({"folder": str(folder), "file": None, "sha256": entry.get("data_fingerprint", "")})
+            rows += [{"folder": str(folder), "file": name, "sha256": sha256_file(folder / name)}
+                     for name in DATA_FILES if (folder / name).is_file()]
+        return pd.DataFrame(rows, columns=["folder", "file", "sha256"])
 
-    def environment_table(self) -> pd.DataFrame:
-        env = self.outcomes[0].meta.get("environment", {}) if self.outcomes else {}
-        rows = [{"item": "python", "value": env.get("python", platform.python_version())},
-                {"item": "platform", "value": env.get("platform", platform.platform())},
-                {"item": "CPU cores", "value": str(env.get("cpu_count", os.cpu_count()))},
-                {"item": "torch threads", "value": str(env.get("torch_threads", ""))},
-                {"item": "GPU", "value": env.get("cuda") or "none"}]
-        for library, version in (env.get("versions") or {}).items():
-            rows.append({"item": library, "value": str(version)})
+    def environment_rows(self) -> pd.DataFrame:
+        """item, value: the machine and libraries that computed the first result, and the renderer's packages."""
+        env = self.entries[0].get("environment", {}) if self.entries else {}
+        rows = [("python", env.get("python", platform.python_version())),
+                ("platform", env.get("platform", platform.platform())),
+                ("cpu_count", env.get("cpu_count", os.cpu_count())),
+                ("torch_threads", env.get("torch_threads")),
+                ("cuda", env.get("cuda"))]
+        rows += list((env.get("versions") or {}).items())
         for package in RENDER_PACKAGES:
             try:
-                rows.append({"item": package, "value": importlib.metadata.version(package)})
+                rows.append((package, importlib.metadata.version(package)))
             except importlib.metadata.PackageNotFoundError:
                 continue
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=["item", "value"])
 
 
 def _read_log(path: Path) -> list[dict[str, Any]]:
@@ -98,30 +100,22 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def build_records(values: dict[str, Any], store: Store | None = None) -> BuildRecords:
-    """The results this build used: from $EX4_BUILD_LOG when the renderer set one, else looked up now."""
-    from ex4.experiments import registry, run
-
+def build_records(store: Store | None = None, log_path: str | Path | None = None) -> BuildRecords:
+    """The results this build used: from the build log (default `$EX4_BUILD_LOG`) when there is one, else every
+    result in the store that an experiment run wrote (those carry the data folder they were computed from)."""
     store = store or Store()
-    log_path = os.environ.get("EX4_BUILD_LOG")
+    log_path = log_path if log_path is not None else os.environ.get("EX4_BUILD_LOG")
     records = _read_log(Path(log_path)) if log_path and Path(log_path).is_file() else []
-    outcomes: list[Outcome] = []
-    hits: dict[str, bool] = {}
+    metas = {entry["key"]: entry for entry in store.entries() if not entry.get("corrupt")}
     if records:
+        entries, hits = [], {}
         for record in records:
-            if record["key"] in hits:
+            key = record.get("key")
+            if key in hits or key not in metas:
                 continue
-            outcome = store.load(record["key"])
-            if outcome is not None:
-                hits[record["key"]] = bool(record["hit"])
-                outcomes.append(outcome)
-        sentence = (f"The chapters of this build asked the store for {len(records)} results "
-                    f"({len(outcomes)} distinct), listed below as they were first used.")
-    else:
-        for name in registry():
-            outcome = run(name, values, store)
-            hits[outcome.key] = outcome.hit
-            outcomes.append(outcome)
-        sentence = ("No build log was available (the appendix ran on its own), so each experiment was looked up "
-                    "with this chapter's parameters.")
-    return BuildRecords(outcomes, hits, sentence)
+            hits[key] = bool(record.get("hit"))
+            entries.append(metas[key])
+        return BuildRecords(entries, hits, True, len(records))
+    entries = sorted((meta for meta in metas.values() if meta.get("data_dir")),
+                     key=lambda meta: (meta.get("experiment", ""), meta.get("created", "")))
+    return BuildRecords(entries, {entry["key"]: None for entry in entries}, False, len(entries))

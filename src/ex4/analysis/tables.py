@@ -1,7 +1,8 @@
 """Rankings and summaries of Section 7's runs, and the choice of images for the mistakes figure.
 
-Pure functions over the plain run dicts stored in a `cnn` result (no torch, no training), so the experiment,
-the chapters and the tests all rank runs the same way. Order is total and deterministic: test accuracy
+Pure functions over the plain run dicts stored in a `cnn` result (no torch, no training), so the chapter,
+the figures and the tests all rank runs the same way. The experiment does not rank: a ranking is computed when
+a chapter asks, so changing it never changes a store key. Order is total and deterministic: test accuracy
 (high first), then validation accuracy (high first), then the run's label (alphabetical).
 """
 
@@ -11,30 +12,6 @@ import math
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-
-BASELINE_NAMES = {
-    "xgboost": "XGBoost on pixels",
-    "scratch": "ResNet18 from scratch",
-    "linear_probe": "linear probe (frozen backbone)",
-    "sklearn_probe": "scikit-learn logistic regression on backbone features",
-    "finetune": "fine-tuned ResNet18",
-}
-
-
-def format_lr(lr: float) -> str:
-    """0.1, 0.01, 0.001, 1e-4, 1e-5, 3e-4, 0.0005 -> short, unambiguous text."""
-    text = f"{lr:.6g}"
-    if lr < 1e-3 and "e" not in text:
-        text = f"{lr:.6e}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
-        text = f"{mantissa}e{int(exponent)}"
-    return text
-
-
-def run_label(baseline: str, lr: float | None) -> str:
-    return baseline if lr is None else f"{baseline} lr={format_lr(lr)}"
 
 
 def _number(value: Any, missing: float) -> float:
@@ -72,8 +49,7 @@ def summarize(runs: Sequence[dict[str, Any]], per_baseline: int = 2,
     for baseline in order:
         rows = [row for row in ranking if row["baseline"] == baseline]
         if rows:
-            groups.append({"baseline": baseline, "name": BASELINE_NAMES.get(baseline, baseline),
-                           "runs": rows[:per_baseline]})
+            groups.append({"baseline": baseline, "runs": rows[:per_baseline]})
     return {"best_per_baseline": groups, "best": ranking[0], "worst": ranking[-1], "per_baseline": per_baseline}
 
 
@@ -100,44 +76,9 @@ def select_mistakes(ids: Sequence[str], labels: Sequence[int], p_best: Sequence[
 
 def mistakes_summary(ranking: Sequence[dict[str, Any]], ids: Sequence[str], labels: Sequence[int],
                      test_probabilities: dict[str, Sequence[float]], count: int) -> dict[str, Any]:
-    """The mistakes block of a `cnn` result: which runs, which images, and a note when fewer than asked exist."""
+    """Which runs are best and worst, and the images of the mistakes figure (fewer than `count` when fewer exist)."""
     if len(ranking) < 2:
-        return {"best": ranking[0]["label"] if ranking else None, "worst": None, "items": [], "requested": count,
-                "note": "needs at least two runs to compare"}
+        return {"best": ranking[0]["label"] if ranking else None, "worst": None, "items": [], "requested": count}
     best, worst = ranking[0]["label"], ranking[-1]["label"]
     items = select_mistakes(ids, labels, test_probabilities[best], test_probabilities[worst], count)
-    note = None
-    if len(items) < count:
-        note = (f"only {len(items)} test image(s) are classified correctly by {best} and wrongly by {worst}; "
-                f"{count} requested")
-    return {"best": best, "worst": worst, "items": items, "requested": count, "note": note}
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
-
-
-def summary_text(result: dict[str, Any]) -> str:
-    """The course's printed summary (best two per baseline, worst overall, full ranking) as plain text."""
-    lines = ["Section 7: best runs per baseline (by test accuracy)"]
-    if result.get("backbone_label"):
-        lines.append(f"({result['backbone_label']})")
-    for group in result["summary"]["best_per_baseline"]:
-        lines.append(f"{group['baseline']}:")
-        lines += [f"  {index}. {row['label']}: test acc {_percent(row['test_acc'])}"
-                  for index, row in enumerate(group["runs"], start=1)]
-    worst = result["summary"]["worst"]
-    if worst:
-        lines.append(f"worst overall: {worst['label']}: test acc {_percent(worst['test_acc'])}")
-    lines.append("full ranking:")
-    width = max((len(row["label"]) for row in result["ranking"]), default=0)
-    lines += [f"{row['rank']:>3}. {row['label']:<{width}}  test {_percent(row['test_acc'])}  "
-              f"val {_percent(row['val_acc'])}" for row in result["ranking"]]
-    return "\n".join(lines)
-
-
-def ranking_frame(result: dict[str, Any]):
-    """The full ranking as a pandas DataFrame (rank, label, baseline, lr, accuracies, losses)."""
-    import pandas as pd
-
-    return pd.DataFrame(result["ranking"]).set_index("rank")
+    return {"best": best, "worst": worst, "items": items, "requested": count}

@@ -16,17 +16,60 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Mapping
 
 from ex4.errors import Ex4Error
 from ex4.store import Outcome, Store, fingerprint_files
+
+
+class UndeclaredParameter(Ex4Error):
+    """An experiment read a parameter it does not declare: its store key would not change with that value."""
+
+
+class DeclaredParams(Mapping[str, Any]):
+    """The parameters an experiment declares, read-only; any other name raises `UndeclaredParameter`.
+
+    `get`, `in` and `[]` all raise on an undeclared name (a silent default would hide the missing declaration),
+    so a result can never depend on a parameter outside its store key.
+    """
+
+    def __init__(self, experiment: str, values: Mapping[str, Any], declared: tuple[str, ...]):
+        self._experiment = experiment
+        self._values = {name: values[name] for name in declared}
+
+    def _check(self, name: str) -> None:
+        if name not in self._values:
+            raise UndeclaredParameter(
+                f"experiment '{self._experiment}' read parameter '{name}', which it does not declare; add it to "
+                f"the experiment's params so that it enters the store key (declared: {', '.join(self._values)})")
+
+    def __getitem__(self, name: str) -> Any:
+        self._check(name)
+        return self._values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self._check(name)
+        return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        self._check(str(name))
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"DeclaredParams({self._experiment!r}, {self._values!r})"
 
 
 @dataclass
 class Context:
     """Everything an experiment's compute function may use."""
 
-    params: dict[str, Any]  # every resolved parameter (an experiment reads only those it declares)
+    params: DeclaredParams  # the parameters the experiment declares, and no others
     data_dir: Path
     store: Store
     executor: Any = None  # ex4.executor.LocalExecutor or DaskExecutor: where independent runs are computed
@@ -102,7 +145,8 @@ def run(name: str, values: dict[str, Any], store: Store | None = None) -> Outcom
                 found.hit = False
             log_outcome(found)
             return found
-    context = Context(params=values, data_dir=folder, store=store, executor=executor)
+    context = Context(params=DeclaredParams(experiment.name, values, experiment.params), data_dir=folder,
+                      store=store, executor=executor)
     outcome = store.get_or_compute(
         experiment.name,
         key_params,

@@ -35,7 +35,7 @@ from ex4.train.mlp_engine import RunResult, RunSpec, Splits, train_runs
 CODE = ("ex4.models.mlp", "ex4.train.mlp_engine", "ex4.train.mlp_kernel",
         "ex4.analysis.regions")  # data enter the key by content
 BASE = ("seed", "mlp_lr", "mlp_optimizer", "mlp_batch_size", "mlp_depth", "mlp_width", "mlp_batch_norm",
-        "mlp_train_subset", "mlp_engine")
+        "mlp_train_subset", "mlp_engine", "mlp_compile", "device")
 
 
 # ---- shared steps ----------------------------------------------------------------------------------------------
@@ -47,7 +47,7 @@ def load_splits(ctx: Context) -> tuple[Splits, dict[str, Any]]:
     from ex4.train.device import pick_device
 
     data = load_europe(ctx.data_dir)
-    device = pick_device(ctx.params.get("device", "auto"))
+    device = pick_device(ctx.params["device"])
     arrays = {split: (part.x, part.y) for split, part in data.splits().items()}
     subset = ctx.params.get("mlp_train_subset")
     if subset is not None and subset < len(data.train.y):
@@ -61,14 +61,19 @@ def load_splits(ctx: Context) -> tuple[Splits, dict[str, Any]]:
     return splits, header
 
 
+def _with_base(p: dict[str, Any], changes: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """`changes`, completed from the base setting; a field that `changes` sets is not read (an experiment that
+    varies it need not declare the base parameter)."""
+    return {**{field: p[name] for field, name in names.items() if field not in changes}, **changes}
+
+
 def base_arch(p: dict[str, Any], n_classes: int, **changes: Any) -> Architecture:
-    fields = {"depth": p["mlp_depth"], "width": p["mlp_width"], "n_classes": n_classes,
-              "batch_norm": p["mlp_batch_norm"], **changes}
-    return Architecture(**fields)
+    fields = _with_base(p, changes, {"depth": "mlp_depth", "width": "mlp_width", "batch_norm": "mlp_batch_norm"})
+    return Architecture(n_classes=n_classes, **fields)
 
 
 def base_spec(p: dict[str, Any], label: str, arch: Architecture, epochs: int, **changes: Any) -> RunSpec:
-    fields = {"lr": p["mlp_lr"], "batch_size": p["mlp_batch_size"], "optimizer": p["mlp_optimizer"], **changes}
+    fields = _with_base(p, changes, {"lr": "mlp_lr", "batch_size": "mlp_batch_size", "optimizer": "mlp_optimizer"})
     return RunSpec(label=label, arch=arch, epochs=epochs, **fields)
 
 
@@ -96,12 +101,12 @@ def run_entry(result: RunResult, **extra: Any) -> dict[str, Any]:
 
 def training_engine(p: dict[str, Any]) -> str:
     """The engine that will train ("torch" or "kernel"): `mlp_engine` resolved for the chosen device (and
-    $EX4_MLP_ENGINE under auto). The engines differ by float32 rounding, so the store key carries this."""
+    the device). The engines differ by float32 rounding, so the store key carries this."""
     from ex4.train.device import pick_device
     from ex4.train.mlp_engine import resolve_engine
 
     try:
-        return resolve_engine(p["mlp_engine"], pick_device(p.get("device", "auto")))
+        return resolve_engine(p["mlp_engine"], pick_device(p["device"]))
     except ValueError as error:
         raise Ex4Error(f"parameter 'mlp_engine' = {p['mlp_engine']!r}: {error}") from None
 
@@ -118,7 +123,11 @@ def _engine_identity(engine: str) -> dict[str, Any]:
 def _key_params(names: tuple[str, ...]):
     """Store-key parameters of an experiment: its names, with `mlp_engine` as the engine actually used."""
     def key_params(values: dict[str, Any]) -> dict[str, Any]:
-        return {**{name: values[name] for name in names}, **_engine_identity(training_engine(values))}
+        from ex4.train.device import pick_device
+
+        # the device actually used, not "auto": the torch engine computes other bits on CUDA than on the CPU
+        return {**{name: values[name] for name in names}, "device": pick_device(values["device"]).type,
+                **_engine_identity(training_engine(values))}
 
     return key_params
 
@@ -142,7 +151,7 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
     engine = training_engine(p)
     seed = int(p["seed"])
     if engine != "kernel":
-        return train_runs(specs, splits, seed=seed, progress=name, engine=engine)
+        return train_runs(specs, splits, seed=seed, progress=name, engine=engine, compile_mode=p["mlp_compile"])
     from ex4.data.europe import europe_files
     from ex4.store import fingerprint_files
 
@@ -419,7 +428,7 @@ def compute_implicit(ctx: Context) -> tuple[dict, dict]:
 
 
 SHAPES = ("seed", "mlp_lr", "mlp_optimizer", "mlp_shapes_batch_size", "mlp_shapes_epochs", "mlp_shapes_batch_norm",
-          "mlp_train_subset", "mlp_region_grid", "mlp_engine")
+          "mlp_train_subset", "mlp_region_grid", "mlp_engine", "mlp_compile", "device")
 
 
 def _splits_runs(values: dict[str, Any]) -> bool:
@@ -446,7 +455,8 @@ EXPERIMENTS = [
                 (*SHAPES, "mlp_shapes", "mlp_depth", "mlp_width"), compute_shapes),
     _experiment("mlp-gradients", "gradient norms per layer of a very deep network, plain and residual",
                 ("seed", "mlp_lr", "mlp_optimizer", "mlp_batch_size", "mlp_train_subset", "mlp_gradient_depth",
-                 "mlp_gradient_width", "mlp_gradient_epochs", "mlp_gradient_layers", "mlp_engine"),
+                 "mlp_gradient_width", "mlp_gradient_epochs", "mlp_gradient_layers", "mlp_engine", "mlp_compile",
+                 "device"),
                 compute_gradients),
     _experiment("mlp-implicit", "sine features vs raw coordinates", (*SHAPES, "mlp_depth", "mlp_width"),
                 compute_implicit),

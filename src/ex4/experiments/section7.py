@@ -1,9 +1,10 @@
 """Section 7: five ways to tell real from fake images, each torch baseline at every learning rate.
 
 Experiment `cnn` runs XGBoost on pixels, ResNet18 from scratch, a linear probe and a scikit-learn logistic
-regression on a frozen pretrained backbone, and a fine-tuned ResNet18, and stores per-run metrics, the
-ranking/summary the report prints, and per-image test probabilities (so the mistakes figure needs no
-retraining).
+regression on a frozen pretrained backbone, and a fine-tuned ResNet18, and stores per-run metrics and
+per-image validation and test probabilities. Rankings, summaries and the images of the mistakes figure are
+computed from them by `ex4.analysis` when a chapter asks, so they are not part of the store key: changing how
+runs are ranked never retrains a network.
 
 What makes it fast without changing the numbers:
 - images are decoded once per size (the loader's cache) and turned into tensors batch by batch;
@@ -33,12 +34,13 @@ import torch
 
 from ex4.errors import Ex4Error
 from ex4.experiments import Context, Experiment
+from ex4.fmt import format_lr
 
 # every parameter the results depend on
 PARAMS = ("seed", "device", "cnn_baselines", "cnn_learning_rates", "cnn_batch_size", "cnn_epochs", "cnn_image_size",
-          "cnn_xgb_crop", "cnn_weights", "cnn_allow_download", "cnn_train_subset", "cnn_mistakes", "cnn_precision")
+          "cnn_xgb_crop", "cnn_weights", "cnn_allow_download", "cnn_train_subset", "cnn_precision")
 CODE = ("ex4.models.resnet", "ex4.train.cnn", "ex4.train.features", "ex4.train.xgb", "ex4.train.surrogate",
-        "ex4.train.device", "ex4.analysis.tables", "ex4.data.faces")
+        "ex4.train.device", "ex4.data.faces")
 PRETRAINED = ("linear_probe", "sklearn_probe", "finetune")
 TORCH_BASELINES = ("scratch", "linear_probe", "finetune")
 XGB_RESIZE = 224  # the course resizes to 224 before cropping the XGBoost pixels
@@ -95,7 +97,11 @@ def key_params(values: dict[str, Any]) -> dict[str, Any]:
     from ex4.models.resnet import imagenet_weights_path
     from ex4.store import fingerprint_files
 
+    from ex4.train.device import pick_device
+
     params = {name: values[name] for name in PARAMS}
+    # the device actually used, not "auto": the torch baselines compute other bits on CUDA than on the CPU
+    params["device"] = pick_device(values["device"]).type
     choice = values["cnn_weights"]
     if not set(values["cnn_baselines"]) & set(PRETRAINED) or choice == "surrogate":
         return params
@@ -208,9 +214,13 @@ class Setup:
     reused: dict[str, bool] = field(default_factory=dict)  # shared parts found in the store
 
 
+def run_label(baseline: str, lr: float | None) -> str:
+    """A run's name in results, tables and figures: 'xgboost', 'finetune lr=1e-4'."""
+    return baseline if lr is None else f"{baseline} lr={format_lr(lr)}"
+
+
 def _finish_run(baseline: str, lr: float | None, backbone: str, run_params: dict[str, Any], logits: dict,
                 labels: dict, started: float, extra: dict[str, Any] | None = None) -> tuple[dict, dict]:
-    from ex4.analysis.tables import run_label
     from ex4.train.cnn import binary_metrics, probabilities
 
     metrics = {split: binary_metrics(logits[split], labels[split]) for split in ("val", "test")}
@@ -378,7 +388,6 @@ def use_all_cores() -> None:
 
 
 def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
-    from ex4.analysis.tables import mistakes_summary, rank_runs, summarize
     from ex4.train.device import pick_device
     from ex4.train.features import numerics, resize_side
 
@@ -424,11 +433,7 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
 
     runs = [run for run, _ in done]
     probabilities = {split: {run["label"]: probs[split] for run, probs in done} for split in ("val", "test")}
-    ranking = rank_runs(runs)
     test_ids = list(reference.test.ids)
-    mistakes = mistakes_summary(ranking, test_ids, reference.test.labels,
-                                {label: value.numpy() for label, value in probabilities["test"].items()},
-                                params["cnn_mistakes"])
     backbone = setup.backbone
     result = {
         "experiment": "cnn",
@@ -446,9 +451,6 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
         "device": device.type,
         "numerics": how.name,
         "runs": runs,
-        "summary": summarize(runs, 2, baselines),
-        "ranking": ranking,
-        "mistakes": mistakes,
         "timings": {**setup.timings, "total": time.perf_counter() - started},
         "reused": {**setup.reused, "surrogate": bool(backbone and backbone.info.get("from_store"))},
     }

@@ -687,12 +687,14 @@ def initial_model(arch: Architecture, seed: int) -> MLP:
 
 
 def training_threads() -> int:
-    """Intra-op threads while training: 1 unless EX4_TRAIN_THREADS says otherwise.
+    """Intra-op threads while training: always 1 (there is no setting: the count changes the numbers).
 
     Every tensor here is tiny, so splitting an op across threads saves nothing, and when other processes share
     the cores each split op waits for a descheduled thread: on the 2-core build machine, 2 threads made an
-    epoch of `mlp-lr` 50-250x slower than 1 thread (0.23 s vs 12-58 s, with other jobs running)."""
-    return max(1, int(os.environ.get("EX4_TRAIN_THREADS", "1")))
+    epoch of `mlp-lr` 50-250x slower than 1 thread (0.23 s vs 12-58 s, with other jobs running). Two threads
+    also round differently (about 2e-7 in the step losses of a 4x16 net), so a thread count taken from the
+    environment would change results that the store key does not describe."""
+    return 1
 
 
 def kernel_threads() -> int:
@@ -704,11 +706,10 @@ ENGINES = ("auto", "torch", "kernel")
 
 
 def resolve_engine(engine: str | None, device: torch.device | str) -> str:
-    """Which engine trains: "torch" or "kernel". `engine` None or "auto" defers to $EX4_MLP_ENGINE when set,
-    else picks the kernel on the CPU and torch on CUDA."""
+    """Which engine trains: "torch" or "kernel". `engine` None or "auto" picks the kernel on the CPU and torch
+    on CUDA. Only the `mlp_engine` parameter chooses (no environment variable: the engines differ by rounding,
+    and the store key records the engine resolved here)."""
     choice = engine or "auto"
-    if choice == "auto":
-        choice = os.environ.get("EX4_MLP_ENGINE", "").strip().lower() or "auto"
     if choice not in ENGINES:
         raise ValueError(f"unknown MLP engine {choice!r}; expected one of {', '.join(ENGINES)}")
     if choice == "auto":
@@ -719,13 +720,14 @@ def resolve_engine(engine: str | None, device: torch.device | str) -> str:
 
 
 def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_steps: bool | None = None,
-               progress: bool | str = True, threads: int | None = None, engine: str | None = None
-               ) -> list[RunResult]:
+               progress: bool | str = True, threads: int | None = None, engine: str | None = None,
+               compile_mode: str = "eager") -> list[RunResult]:
     """Train every run; results come back in the order of `specs`.
 
     Runs are grouped by `RunSpec.group_key()`; every group starts from `initial_model(arch, seed)` and draws
     its batch order from its own generator seeded with `seed`, so equal seeds give equal numbers.
-    `compile_steps`: None decides per group (`should_compile`), True/False forces it. `threads`: intra-op
+    `compile_steps`: None decides per group (`should_compile` under `compile_mode`, the `mlp_compile`
+    parameter), True/False forces it. `threads`: intra-op
     threads while training (default `training_threads()`); the caller's setting is restored afterwards.
     `progress`: a tqdm bar on stderr (shown after 2 s), labelled with the string if one is given.
     `engine`: "torch", "kernel" or None/"auto" (see `resolve_engine`); `compile_steps` concerns torch only.
@@ -762,7 +764,8 @@ def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_s
             for members in groups.values():
                 group_specs = [specs[i] for i in members]
                 models = [initial_model(spec.arch, seed) for spec in group_specs]
-                compile_now = should_compile(group_specs[0], n_train) if compile_steps is None else compile_steps
+                compile_now = (should_compile(group_specs[0], n_train, compile_mode) if compile_steps is None
+                               else compile_steps)
                 group = _Group(group_specs, models, splits, seed, compile_now)
                 if bar is not None:
                     bar.set_description(_describe(group_specs), refresh=False)
@@ -821,8 +824,12 @@ COMPILE_MIN_STEPS = 20_000  # enough steps to pay for compiling
 COMPILE_MAX_DEPTH = 16  # compile time grows with depth
 
 
-def should_compile(spec: RunSpec, n_train: int) -> bool:
-    """Whether a group's full-batch step is compiled, from EX4_COMPILE: "0" (default) never; "1" only for
+COMPILE_MODES = ("eager", "small", "all")
+
+
+def should_compile(spec: RunSpec, n_train: int, mode: str = "eager") -> bool:
+    """Whether a group's full-batch step is compiled, by `mode` (the `mlp_compile` parameter, part of the
+    store key because compiled numbers differ from eager ones by rounding): "eager" (default) never; "small" only for
     plain SGD on small batches (<= COMPILE_SMALL_BATCH rows) for >= COMPILE_MIN_STEPS steps; "all" for
     every SGD group of >= 10,000 steps and depth <= COMPILE_MAX_DEPTH.
 
@@ -831,11 +838,12 @@ def should_compile(spec: RunSpec, n_train: int) -> bool:
     costs 1-2 s per architecture and batch size with a warm inductor cache and 5-10 s cold, and loading the
     compiler adds ~270 MB to the process (import torch alone is ~610 MB here), which breaks the 1 GiB
     budget of Section 6. Compiled numbers also drift from the textbook loop's by rounding, while an eager
-    single run reproduces it bit for bit. Hence off by default; "1" makes the batch-1 epoch ~5x faster
+    single run reproduces it bit for bit. Hence eager by default; "small" makes the batch-1 epoch ~5x faster
     (2.2 s instead of 12 s on the bundled data, plus 1-4 s compiling), "all" saves ~1/3 of Section 6
     with a warm cache and costs more than it saves with a cold one."""
-    mode = os.environ.get("EX4_COMPILE", "0").strip().lower()
-    if mode in ("0", "off", "false", "no") or spec.optimizer != "sgd" or spec.arch.depth > COMPILE_MAX_DEPTH:
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
+    if mode == "eager" or spec.optimizer != "sgd" or spec.arch.depth > COMPILE_MAX_DEPTH:
         return False
     steps = math.ceil(n_train / spec.batch_size) * spec.epochs
     if mode == "all":
