@@ -29,7 +29,7 @@ def ensure_env(session: nox.Session) -> None:
         session.run(sys.executable, "-m", "venv", str(ENV), external=True)
         session.run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip", external=True)
     if not stamp.exists() or stamp.read_text().strip() != wanted:
-        session.run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]", external=True)
+        session.run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test,dask]", external=True)
         stamp.write_text(wanted + "\n")
     session.env["PATH"] = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
     session.env["VIRTUAL_ENV"] = str(ENV)

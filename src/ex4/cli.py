@@ -107,15 +107,23 @@ def cmd_render(args: argparse.Namespace) -> int:
         Store(args.store).check_folder()
         os.environ["EX4_STORE"] = str(Path(args.store).resolve())
     if args.chapter:
-        overrides = dict(book.parse_param_assignment(text) for text in args.P or [])
+        from ex4.params import parse_assignment
+
+        overrides = {**dict(book.parse_param_assignment(text) for text in args.P or []),
+                     **dict(parse_assignment(text) for text in args.set or [])}
         folder = book.render_chapter(Path(args.chapter), overrides, root, params_file=args.params,
                                      renderer=args.renderer)
         print(f"chapter rendered into {folder}")
         return 0
     if args.P:
-        raise Ex4Error("-P overrides apply to one chapter: add --chapter report/<chapter>.qmd, or use --params FILE")
+        raise Ex4Error("-P overrides apply to one chapter: add --chapter report/<chapter>.qmd, or use --params FILE "
+                       "or --set NAME=VALUE for the whole book")
+    from ex4.params import parse_assignment
+
+    overrides = dict(parse_assignment(text) for text in args.set or [])
     result = book.render_book(root, params_file=Path(args.params) if args.params else None,
-                              out_dir=Path(args.out) if args.out else None, renderer=args.renderer)
+                              out_dir=Path(args.out) if args.out else None, renderer=args.renderer,
+                              overrides=overrides)
     print(f"book rendered by {result.renderer}: {result.html_index} and {result.pdf}")
     return 0
 
@@ -157,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--params", help="YAML parameter profile for every chapter")
     render.add_argument("--chapter", help="render only this chapter into its own variant folder")
     render.add_argument("-P", action="append", metavar="NAME:VALUE", help="chapter parameter override")
+    render.add_argument("--set", action="append", metavar="NAME=VALUE",
+                        help="override one parameter in every chapter that declares it (YAML value)")
     render.add_argument("--renderer", choices=["auto", "quarto", "ex4"], default="auto")
     render.add_argument("--out", help="output folder of the book (default: <project>/_book)")
     render.set_defaults(handler=cmd_render)

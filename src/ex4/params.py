@@ -177,12 +177,26 @@ def directory_or_default(value: Any) -> str | None:
 _EPOCHS = int_in(1, MAX_EPOCHS)
 _MLP_BATCH = int_in(1, MAX_MLP_BATCH)
 
+
+def _check_scheduler(value: Any) -> str:
+    from ex4.executor import check_scheduler
+
+    return check_scheduler(value)
+
+
 SCHEMA: dict[str, Spec] = {
     # shared
     "seed": Spec(0, int_in(0, MAX_SEED), f"seed for numpy and torch (0..{MAX_SEED:,})"),
     "europe_dir": Spec(None, directory_or_default, "course-format city CSVs; null = bundled GeoNames set"),
     "faces_dir": Spec(None, directory_or_default, "ImageFolder tree of real/fake images; null = bundled stand-in"),
     "device": Spec("auto", choice("auto", "cpu", "cuda"), "torch device; auto = cuda when available"),
+    # where runs are computed (never part of a result's key: the numbers do not depend on it)
+    "executor": Spec("local", choice("local", "dask"),
+                     "where independent runs are computed: local = this process; dask = tasks on the Dask "
+                     "cluster named by dask_scheduler (pip install 'ex4[dask]')"),
+    "dask_scheduler": Spec("local:2", _check_scheduler,
+                           "executor: dask only: local:N = a LocalCluster of N worker processes on this machine; "
+                           "tcp://host:port = an existing scheduler whose workers share the store's filesystem"),
     # Section 6: base MLP setting (the course defaults)
     "mlp_lr": Spec(1e-3, positive_float, "learning rate of the base setting"),
     "mlp_optimizer": Spec("sgd", choice("sgd", "adam"), "optimizer; sgd has no momentum"),

@@ -206,8 +206,12 @@ class Store:
                code_modules: Iterable[str]) -> Outcome | None:
         """The stored outcome for these inputs, or None: what `get_or_compute` would return without computing
         (lets a caller find which of many pieces are missing and compute those together)."""
-        code_fingerprint = fingerprint_code(sorted(set(code_modules)))
-        return self.load(make_key(experiment, params, data_fingerprint, code_fingerprint))
+        return self.load(self.key_for(experiment, params, data_fingerprint, code_modules))
+
+    def key_for(self, experiment: str, params: dict[str, Any], data_fingerprint: str,
+                code_modules: Iterable[str]) -> str:
+        """The key `get_or_compute` stores these inputs under."""
+        return make_key(experiment, params, data_fingerprint, fingerprint_code(sorted(set(code_modules))))
 
     # ---- writing -------------------------------------------------------------------------------------------
     def get_or_compute(

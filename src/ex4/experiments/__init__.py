@@ -2,6 +2,11 @@
 
 `run(name, values)` is what the CLI and the chapters call. It resolves the data directory, fingerprints the
 data files and asks the store, which returns the stored outcome or computes it once.
+
+Where the computing happens is the executor's business (`ex4.executor`, parameters `executor` and
+`dask_scheduler`). An experiment made of independent stored runs (Section 6 on the kernel engine) hands its
+missing runs to `Context.executor` itself and assembles its result from the store; any other experiment is,
+under `executor: dask`, one task on the cluster that computes and stores the whole result on a worker.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class Context:
     # the data fingerprint of the run's store key; pieces stored along the way use it, and loaders that
     # hashed what they read check against it (see `run`)
     data_fingerprint: str | None = None
+    executor: Any = None  # ex4.executor.LocalExecutor or DaskExecutor: where independent runs are computed
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,9 @@ class Experiment:
     compute: Callable[[Context], tuple[dict[str, Any], dict[str, Any]]]
     # the store-key parameters when a name alone is not enough (e.g. `cnn_weights: auto` -> which weights)
     key_params: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # True when, under these parameters, compute() sends its own runs to Context.executor (so the experiment
+    # itself runs on the client); otherwise a distributed executor computes the whole experiment as one task
+    splits_runs: Callable[[dict[str, Any]], bool] | None = None
 
 
 def registry() -> dict[str, Experiment]:
@@ -107,6 +116,8 @@ def data_dir_and_files(kind: str, values: dict[str, Any]) -> tuple[Path, list[Pa
 
 def run(name: str, values: dict[str, Any], store: Store | None = None) -> Outcome:
     """Results of experiment `name` under resolved parameters `values` (from the store when present)."""
+    from ex4.executor import executor_for
+
     experiments = registry()
     if name not in experiments:
         import difflib
@@ -120,14 +131,34 @@ def run(name: str, values: dict[str, Any], store: Store | None = None) -> Outcom
     key_params = (experiment.key_params(values) if experiment.key_params  # data enter the key by content
                   else {param: values[param] for param in experiment.params})
     before = {path: file_digest(path) for path in files}
-    fingerprint = fingerprint_digests(before.items(), root=folder)  # = fingerprint_files(files, root=folder)
+    data_fingerprint = fingerprint_digests(before.items(), root=folder)  # = fingerprint_files(files, root=folder)
+    code = (*experiment.code, experiment.compute.__module__)
+    executor = executor_for(values.get("executor", "local"), values.get("dask_scheduler", "local:1"))
+    if executor.distributed:
+        executor.check_store(store.root)
+        if not (experiment.splits_runs and experiment.splits_runs(values)):
+            found = store.lookup(experiment.name, key_params, data_fingerprint, code)
+            if found is None:
+                from ex4.executor import Task
+
+                key = store.key_for(experiment.name, key_params, data_fingerprint, code)
+                local_values = {**values, "executor": "local"}
+                executor.compute([Task(key, compute_on_worker, (name, local_values, str(store.root)), name)],
+                                 progress=name)
+                found = store.load(key)
+                if found is None:
+                    raise Ex4Error(f"{name}: the cluster reported result {key} done, but the store at {store.root} "
+                                   "does not hold it; is the store on a filesystem every worker shares?")
+                found.hit = False
+            log_outcome(found)
+            return found
     context = Context(params=DeclaredParams(experiment.name, values, experiment.params), data_dir=folder,
-                      store=store, data_fingerprint=fingerprint)
+                      store=store, data_fingerprint=data_fingerprint, executor=executor)
     outcome = store.get_or_compute(
         experiment.name,
         key_params,
-        fingerprint,
-        (*experiment.code, experiment.compute.__module__),
+        data_fingerprint,
+        code,
         lambda: unchanged_data(experiment.compute(context), before),
         extra_meta={"data_dir": str(folder)},
     )
@@ -149,6 +180,11 @@ def unchanged_data(computed: Any, before: dict[Path, str]) -> Any:
             raise Ex4Error(f"{path}: data file changed during the run; nothing was stored; run again once the "
                            "data stops changing")
     return computed
+
+
+def compute_on_worker(name: str, values: dict[str, Any], store_root: str) -> str:
+    """A Dask task: compute (or find) a whole experiment's result in the shared store; returns its key."""
+    return run(name, values, Store(store_root)).key
 
 
 def log_outcome(outcome: Outcome) -> None:

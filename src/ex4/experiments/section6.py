@@ -21,6 +21,7 @@ predicted class over `grid_extent`, rows = latitude) where figures need them, `s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -145,7 +146,11 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
     the raw-coordinates model of `mlp-implicit` is the base-shape model of `mlp-shapes`. On the kernel engine a
     run's numbers do not depend on the runs it trains beside, so each run is stored on its own ("mlp-run",
     keyed by everything that shapes it but its label) and trained once. The torch engine batches runs in ways
-    that change their rounding, so there every experiment trains its own."""
+    that change their rounding, so there every experiment trains its own.
+
+    Locally the missing runs train together (the kernel shares them out over the cores); on a Dask executor
+    each missing run is one task that trains and stores it on a worker, and the results are read back from
+    the store."""
     check_run_sizes(specs, int(splits.y["train"].shape[0]), name)
     engine = training_engine(p)
     seed = int(p["seed"])
@@ -159,13 +164,26 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
     identities = [_run_identity(spec, p, engine_identity) for spec in specs]
     stored = [ctx.store.lookup("mlp-run", identity, data, RUN_CODE) for identity in identities]
     missing = [index for index, outcome in enumerate(stored) if outcome is None]
-    trained = train_runs([specs[i] for i in missing], splits, seed=seed, progress=name, engine=engine) \
-        if missing else []
     results: list[RunResult] = [None] * len(specs)  # type: ignore[list-item]
-    for index, result in zip(missing, trained):
-        ctx.store.get_or_compute("mlp-run", identities[index], data, RUN_CODE,
-                                 lambda result=result: _run_record(result))
-        results[index] = result
+    if missing and ctx.executor is not None and ctx.executor.distributed:
+        from ex4.executor import Task
+
+        split_params = {name: p[name] for name in SPLIT_PARAMS}
+        tasks = [Task(ctx.store.key_for("mlp-run", identities[i], data, RUN_CODE), train_run_task,
+                      (specs[i], split_params, str(ctx.data_dir), data, str(ctx.store.root), identities[i], engine),
+                      specs[i].label) for i in missing]
+        ctx.executor.compute(tasks, progress=name)
+        for index in missing:
+            stored[index] = ctx.store.lookup("mlp-run", identities[index], data, RUN_CODE)
+            if stored[index] is None:
+                raise Ex4Error(f"{name}: run {specs[index].label} was reported done by the cluster but is not in "
+                               f"the store at {ctx.store.root}; is it on a filesystem every worker shares?")
+    elif missing:
+        trained = train_runs([specs[i] for i in missing], splits, seed=seed, progress=name, engine=engine)
+        for index, result in zip(missing, trained):
+            ctx.store.get_or_compute("mlp-run", identities[index], data, RUN_CODE,
+                                     lambda result=result: _run_record(result))
+            results[index] = result
     for index, outcome in enumerate(stored):
         if outcome is not None:
             results[index] = _run_from_record(specs[index], outcome.result, outcome.tensors)
@@ -189,6 +207,34 @@ def check_run_sizes(specs: list[RunSpec], n_train: int, name: str) -> None:
             raise Ex4Error(f"{name}: run '{spec.label}' would hold {rows:,} rows x {spec.arch.depth:,} layers x "
                            f"{max(spec.arch.width, spec.arch.n_classes):,} units = {activations:,} activations per "
                            f"step; the limit is {MAX_ACTIVATIONS:,} (lower its batch size, depth or width)")
+
+
+# the parameters that decide the splits a run trains on (see load_splits)
+SPLIT_PARAMS = ("seed", "device", "mlp_train_subset", "mlp_engine")
+_WORKER_SPLITS: dict[tuple, Splits] = {}
+
+
+def train_run_task(spec: RunSpec, split_params: dict[str, Any], data_dir: str, data: str, store_root: str,
+                   identity: dict[str, Any], engine: str) -> str:
+    """A Dask task: train one run and store it as "mlp-run" (unless it is stored already); returns its key.
+
+    The store's lock is taken before training, so two clients sweeping over one store never train a run twice.
+    The splits are loaded once per worker process and data fingerprint."""
+    from ex4.store import Store
+
+    store = Store(store_root)
+    memo = (data_dir, data, *(repr(split_params[name]) for name in SPLIT_PARAMS))
+    if memo not in _WORKER_SPLITS:
+        _WORKER_SPLITS.clear()
+        _WORKER_SPLITS[memo] = load_splits(Context(params=dict(split_params), data_dir=Path(data_dir),
+                                                   store=store))[0]
+    splits = _WORKER_SPLITS[memo]
+
+    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+        [result] = train_runs([spec], splits, seed=int(split_params["seed"]), progress=False, engine=engine)
+        return _run_record(result)
+
+    return store.get_or_compute("mlp-run", identity, data, RUN_CODE, compute).key
 
 
 def _run_identity(spec: RunSpec, p: dict[str, Any], engine_identity: dict[str, Any]) -> dict[str, Any]:
@@ -408,8 +454,14 @@ SHAPES = ("seed", "mlp_lr", "mlp_optimizer", "mlp_shapes_batch_size", "mlp_shape
           "mlp_train_subset", "mlp_region_grid", "mlp_engine", "mlp_compile", "device")
 
 
+def _splits_runs(values: dict[str, Any]) -> bool:
+    """On the kernel engine every run is stored on its own, so the experiment sends its runs to the executor."""
+    return training_engine(values) == "kernel"
+
+
 def _experiment(name: str, summary: str, names: tuple[str, ...], compute) -> Experiment:
-    return Experiment(name, summary, "europe", names, CODE, compute, key_params=_key_params(names))
+    return Experiment(name, summary, "europe", names, CODE, compute, key_params=_key_params(names),
+                      splits_runs=_splits_runs)
 
 
 EXPERIMENTS = [

@@ -147,15 +147,17 @@ def _display_path(path: Path, project_root: Path) -> str:
 
 
 def render_book(project_root: Path, params_file: Path | None = None, out_dir: Path | None = None,
-                renderer: str = "auto") -> BookResult:
-    """Render every chapter of `_quarto.yml` into HTML pages and one PDF in `out_dir` (default `_book/`)."""
+                renderer: str = "auto", overrides: Mapping[str, Any] | None = None) -> BookResult:
+    """Render every chapter of `_quarto.yml` into HTML pages and one PDF in `out_dir` (default `_book/`).
+
+    `overrides` (`ex4 render --set NAME=VALUE`) apply on top of the profile to every chapter that declares them."""
     project_root = Path(project_root).resolve()
     out_dir = Path(out_dir).resolve() if out_dir else project_root / "_book"
     params_file = Path(params_file) if params_file else None
     config = read_book_config(project_root)
     chapters = {entry.source: parse_qmd(entry.source) for entry in config.chapters}
     declared = {path: declared_parameters(chapter) for path, chapter in chapters.items()}
-    values = book_parameters(params_file, declared)
+    values = book_parameters(params_file, declared, overrides)
     kind, name = choose_renderer(renderer)
     _log(f"renderer: {name}; {len(config.chapters)} chapters -> {_display_path(out_dir, project_root)}")
     started = time.perf_counter()
@@ -260,7 +262,7 @@ def _pdf_metadata(config: BookConfig, renderer_name: str, title: str | None = No
 def _quarto_book(project_root: Path, config: BookConfig, params_file: Path | None,
                  values: dict[Path, dict[str, Any]], site: Path, build: Path, env: dict[str, str]) -> BookResult:
     args = ["render", str(project_root), "--output-dir", str(site)]
-    if params_file is not None:
+    if params_file is not None or any(values.values()):
         # the validated, normalised values (e.g. 1e-3 read as a number), not the raw file
         merged: dict[str, Any] = {}
         for chapter_values in values.values():

@@ -59,20 +59,30 @@ def parse_param_assignment(text: str) -> tuple[str, Any]:
     return name, value
 
 
-def book_parameters(params_file: Path | None, chapters: Mapping[Path, list[str]]) -> dict[Path, dict[str, Any]]:
-    """Validate a profile and split it into the values each chapter declares.
+def book_parameters(params_file: Path | None, chapters: Mapping[Path, list[str]],
+                    overrides: Mapping[str, Any] | None = None) -> dict[Path, dict[str, Any]]:
+    """Validate a profile (and book-wide `--set` overrides on top) and split them into what each chapter declares.
 
     A name that no chapter declares is an error: it would otherwise be silently ignored.
     """
-    if params_file is None:
+    overrides = dict(overrides or {})
+    if params_file is None and not overrides:
         return {path: {} for path in chapters}
-    profile = ex4_params.read_profile(params_file)
-    resolved = ex4_params.resolve((str(params_file), profile))
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    given: dict[str, str] = {}
+    if params_file is not None:
+        profile = ex4_params.read_profile(params_file)
+        layers.append((str(params_file), profile))
+        given.update({name: str(params_file) for name in profile})
+    if overrides:
+        layers.append(("--set", overrides))
+        given.update({name: "--set" for name in overrides})
+    resolved = ex4_params.resolve(*layers)
     declared_anywhere = {name for names in chapters.values() for name in names}
-    for name in profile:
+    for name, source in given.items():
         if name not in declared_anywhere:
-            raise Ex4Error(f"{params_file}: parameter '{name}' is not declared in any chapter's parameters cell")
-    return {path: {name: resolved[name] for name in profile if name in names} for path, names in chapters.items()}
+            raise Ex4Error(f"{source}: parameter '{name}' is not declared in any chapter's parameters cell")
+    return {path: {name: resolved[name] for name in given if name in names} for path, names in chapters.items()}
 
 
 def chapter_parameters(qmd: Path, declared: list[str], overrides: Mapping[str, Any],

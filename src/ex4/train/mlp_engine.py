@@ -543,7 +543,9 @@ class _Group:
             epoch_losses, correct, norms = self._train_epoch(order, sizes, progress)
             self.model.steps_taken += len(sizes)
             metrics = {
-                "train_loss": epoch_losses.mean(dim=0),
+                # one contiguous reduction per run: a column mean of [steps, runs] rounds differently with
+                # the number of runs beside it, and a run's numbers must not depend on its neighbours
+                "train_loss": torch.stack([epoch_losses[:, run].contiguous().mean() for run in range(runs)]),
                 "train_acc": correct.float() / n,
             }
             for split in ("val", "test"):

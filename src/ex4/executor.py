@@ -1,0 +1,232 @@
+"""Where the independent runs of an experiment are computed: in this process, or as tasks on a Dask cluster.
+
+ex4 schedules nothing itself. `executor: local` computes runs here, as it always has. `executor: dask` hands
+every missing run to `distributed` as one task (`Client.submit`): Dask places it on a worker, retries it
+elsewhere when a worker dies, and the client shows one progress bar over the futures as they complete. A
+task does its own store write on the worker (the store's staging, rename and file lock make that atomic and
+keep two clients from training one key twice), so what comes back over the network is only the store key;
+the client then reads the result from the store like any other hit. That is why the store must be on a
+filesystem every worker sees: `connect` checks it on every worker before any task is sent, by reading a
+token file the client has just written and writing one of its own.
+
+`dask_scheduler` says which cluster: `local:N` starts a `distributed.LocalCluster` of N worker processes on
+127.0.0.1 with the machine's cores split between them (closed when this process exits), `tcp://host:port`
+connects to a scheduler that is already running (`dask scheduler` + `dask worker`, or `dask-jobqueue`'s
+`SLURMCluster`). One client per scheduler address is kept for the life of the process, so the experiments a
+chapter runs share it.
+
+The numbers do not depend on the executor: a task trains exactly what the local path trains for that run,
+with the same seed, and the store key of a run does not mention where it ran.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ex4.errors import Ex4Error
+
+SCHEDULER = re.compile(r"^(local:(?P<workers>[0-9]+)|(?P<address>(tcp|tls|inproc|ws|wss)://\S+))$")
+MAX_LOCAL_WORKERS = 256
+CONNECT_TIMEOUT_S = 10
+# how often Dask may lose a worker under one task before giving up on it (its `allowed-failures` is 3)
+TASK_RETRIES = 2
+
+
+def check_scheduler(value: Any) -> str:
+    """Validate a `dask_scheduler` value (a params checker: raises ValueError with what is wrong)."""
+    if not isinstance(value, str):
+        raise ValueError("expected 'local:N' or a scheduler address such as 'tcp://host:8786'")
+    match = SCHEDULER.match(value.strip())
+    if not match:
+        raise ValueError("expected 'local:N' (N worker processes on this machine) or 'tcp://host:port'")
+    if match.group("workers") is not None and not 1 <= int(match.group("workers")) <= MAX_LOCAL_WORKERS:
+        raise ValueError(f"local:N needs 1 <= N <= {MAX_LOCAL_WORKERS}")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class Task:
+    """One independent run: `fn(*args)` computes it, stores it and returns its store key.
+
+    `key` is the run's store key, used as the Dask key too: the same run asked for twice in one sweep is one
+    task. `fn` must be a module-level function (workers import it by name)."""
+
+    key: str
+    fn: Callable[..., str]
+    args: tuple
+    label: str = ""
+
+
+@dataclass
+class LocalExecutor:
+    """Runs tasks one after another in this process."""
+
+    name: str = "local"
+    submitted: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return False
+
+    def compute(self, tasks: Sequence[Task], progress: str | None = None) -> list[str]:
+        self.submitted += len(tasks)
+        return [task.fn(*task.args) for task in tasks]
+
+
+@dataclass
+class DaskExecutor:
+    """Tasks as futures on a Dask cluster; the store path is checked on every worker when connecting."""
+
+    scheduler: str
+    client: Any
+    cluster: Any = None
+    checked_stores: set[str] = field(default_factory=set)
+    submitted: int = 0
+
+    name: str = "dask"
+
+    @property
+    def distributed(self) -> bool:
+        return True
+
+    def check_store(self, store_root: Path) -> None:
+        """Every worker must see and be able to write the store (a shared filesystem); else one line."""
+        root = str(Path(store_root).resolve())
+        if root in self.checked_stores:
+            return
+        probes = Path(root) / ".tmp"
+        try:
+            probes.mkdir(parents=True, exist_ok=True)
+            token = secrets.token_hex(8)
+            (probes / f"probe-{token}").write_text(token)
+        except OSError as error:
+            raise Ex4Error(f"store {root}: cannot write: {error.strerror or error}") from None
+        try:
+            answers = self.client.run(_probe_store, root, token)
+        except Exception as error:  # a worker that died between connecting and now
+            raise Ex4Error(f"dask_scheduler {self.scheduler}: workers did not answer the store check: {error}") from None
+        finally:
+            (probes / f"probe-{token}").unlink(missing_ok=True)
+        problems = {worker: answer for worker, answer in answers.items() if answer}
+        if problems:
+            worker, answer = sorted(problems.items())[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise Ex4Error(f"store {root}: dask worker {worker}{more} {answer}; the store must be on a "
+                           "filesystem every worker shares (--store or $EX4_STORE)")
+        self.checked_stores.add(root)
+
+    def compute(self, tasks: Sequence[Task], progress: str | None = None) -> list[str]:
+        """Submit every task, wait for all of them, return their keys in order (a failed task raises)."""
+        from distributed import as_completed
+
+        unique: dict[str, Task] = {}
+        for task in tasks:
+            unique.setdefault(task.key, task)
+        futures = {key: self.client.submit(task.fn, *task.args, key=f"ex4-{key}", retries=TASK_RETRIES,
+                                           pure=False) for key, task in unique.items()}
+        self.submitted += len(futures)
+        bar = _progress_bar(len(futures), progress)
+        try:
+            for future in as_completed(list(futures.values())):
+                if future.status == "error":
+                    error = future.exception()
+                    if isinstance(error, Ex4Error):
+                        raise Ex4Error(str(error)) from None
+                    raise error
+                bar.update(1)
+        finally:
+            bar.close()
+        done = {key: future.result() for key, future in futures.items()}
+        return [done[task.key] for task in tasks]
+
+
+def _progress_bar(total: int, label: str | None):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"{label or 'runs'} (dask)", unit="run", file=sys.stderr, mininterval=1.0,
+                delay=2.0, disable=None)
+
+
+def _probe_store(root: str, token: str) -> str:
+    """On a worker: '' when the store is shared and writable here, else what is wrong (runs via Client.run)."""
+    probe = Path(root) / ".tmp" / f"probe-{token}"
+    try:
+        if probe.read_text() != token:
+            return "sees another store at that path"
+    except OSError:
+        return "cannot see the store at that path"
+    mine = Path(root) / ".tmp" / f"probe-{token}-{os.getpid()}"
+    try:
+        mine.write_text(token)
+        mine.unlink()
+    except OSError as error:
+        return f"cannot write the store: {error.strerror or error}"
+    return ""
+
+
+_EXECUTORS: dict[str, DaskExecutor] = {}
+_LOCAL = LocalExecutor()
+
+
+def executor_for(executor: str, scheduler: str) -> LocalExecutor | DaskExecutor:
+    """The executor that parameters `executor` and `dask_scheduler` name (connecting once per process)."""
+    if executor == "local":
+        return _LOCAL
+    if executor != "dask":
+        raise Ex4Error(f"parameter 'executor' = {executor!r}: expected local or dask")
+    scheduler = check_scheduler(scheduler)
+    if scheduler not in _EXECUTORS:
+        _EXECUTORS[scheduler] = connect(scheduler)
+    return _EXECUTORS[scheduler]
+
+
+def connect(scheduler: str) -> DaskExecutor:
+    try:
+        import distributed
+    except ImportError:
+        raise Ex4Error("executor: dask needs the dask extra: pip install 'ex4[dask]' "
+                       "(dask[distributed])") from None
+    match = SCHEDULER.match(scheduler)
+    assert match is not None
+    cluster = None
+    try:
+        if match.group("workers") is not None:
+            workers = int(match.group("workers"))
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            # worker processes, not threads: a run holds the GIL in places, and a killed worker is one run lost
+            cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                                               host="127.0.0.1", dashboard_address=":0",
+                                               silence_logs=40)  # logging.ERROR: warnings go to Dask's log only
+            client = distributed.Client(cluster, timeout=f"{CONNECT_TIMEOUT_S}s")
+        else:
+            client = distributed.Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+    except (OSError, TimeoutError) as error:
+        if cluster is not None:
+            cluster.close()
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise Ex4Error(f"dask_scheduler {scheduler}: cannot connect: {reason}") from None
+    executor = DaskExecutor(scheduler, client, cluster)
+    atexit.register(_close, executor)
+    return executor
+
+
+def _close(executor: DaskExecutor) -> None:
+    try:
+        executor.client.close()
+        if executor.cluster is not None:
+            executor.cluster.close()
+    except Exception:  # pragma: no cover - best effort at interpreter exit
+        pass
+
+
+def close_all() -> None:
+    """Close every client and LocalCluster this process started (tests, long-lived callers)."""
+    for scheduler in list(_EXECUTORS):
+        _close(_EXECUTORS.pop(scheduler))
