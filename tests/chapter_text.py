@@ -13,6 +13,7 @@ cells print. Figure cells (label `fig-...`) are skipped unless asked for: they d
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -59,6 +60,8 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
         return Outcome(experiment=name, key=f"synthetic-{name}", result=results[name],
                        tensors=dict((tensors or {}).get(name, {})), hit=True, meta={"synthetic": True})
 
+    # IPython installs its own `__main__` (without `__spec__`, which multiprocessing's spawn needs): put it back
+    saved_main = sys.modules["__main__"]
     shell = InteractiveShell.instance()
     shell.reset(new_session=True)
     import matplotlib
@@ -102,4 +105,5 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
     finally:
         ex4.experiments.run = saved_run
         shell.reset(new_session=True)
+        sys.modules["__main__"] = saved_main
     return "\n\n".join(piece.strip("\n") for piece in pieces)
