@@ -70,7 +70,8 @@ def train(model: nn.Module, dataset, lr: float, batch_size: int, epochs: int, se
           parameters=None, train_mode: bool = True) -> None:
     optimizer = torch.optim.Adam(parameters if parameters is not None else model.parameters(), lr=lr)
     loss_fn = nn.BCEWithLogitsLoss()
-    for batches in batch_orders(len(dataset), batch_size, epochs, seed):
+    # ex4's rule: a one-sample last batch joins the previous one when batch norm trains (undefined otherwise)
+    for batches in batch_orders(len(dataset), batch_size, epochs, seed, merge_single=train_mode):
         loader = DataLoader(dataset, batch_sampler=[batch.tolist() for batch in batches])
         model.train(train_mode)
         for images, targets in loader:

@@ -123,6 +123,19 @@ def shape(value: Any) -> list[int]:
     raise ValueError("expected [depth, width]")
 
 
+def auto_or(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """"auto" (resolved later from the data) or a value `check` accepts."""
+    def check_auto(value: Any) -> Any:
+        if value == "auto":
+            return "auto"
+        try:
+            return check(value)
+        except ValueError as error:
+            raise ValueError(f"expected auto or an integer ({error})") from None
+
+    return check_auto
+
+
 def directory_or_default(value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -173,7 +186,9 @@ SCHEMA: dict[str, Spec] = {
                                "Adam learning rates of the torch baselines"),
     "cnn_batch_size": Spec(32, int_at_least(1), "batch size of the torch baselines"),
     "cnn_epochs": Spec(1, int_at_least(1), "epochs of the torch baselines"),
-    "cnn_image_size": Spec(224, int_at_least(16), "side fed to ResNet18 (course: resize 256, crop 224)"),
+    "cnn_image_size": Spec("auto", auto_or(int_at_least(16)),
+                           "side fed to ResNet18; auto = 224 (course: resize 256, crop 224) for your own images, "
+                           "the native size (64) for the bundled stand-in"),
     "cnn_xgb_crop": Spec(64, int_at_least(4), "centre crop of the XGBoost pixels (after resizing to 224)"),
     "cnn_weights": Spec("auto", choice("auto", "imagenet", "surrogate", allow_path=True),
                         "pretrained backbone: auto, imagenet, surrogate or a .pth file"),

@@ -86,16 +86,62 @@ def resolve_weights(choice: str, allow_download: bool) -> tuple[str, Path | None
     return "file", path.resolve()
 
 
-def key_params(values: dict[str, Any]) -> dict[str, Any]:
-    """The store-key parameters of `cnn`, with `cnn_weights` replaced by what will actually be used.
+COURSE_IMAGE_SIZE = 224  # the course: resize 256, centre crop 224
 
-    `auto` means ImageNet when its file is present and the surrogate otherwise, and a .pth path means that
-    file's content, so the key must change when the file appears or changes. Never downloads.
+
+def resolve_image_size(requested: int | str, data_dir: Path) -> tuple[int, str]:
+    """(side fed to ResNet18, why) for a `cnn_image_size` value and a faces folder.
+
+    `auto` is the course's 224 for a user's images and the bundled stand-in's native side (64) for the stand-in:
+    its pictures are 8x8 digits drawn at 64x64, so 224 would multiply the arithmetic by 12 for no information.
     """
+    if requested != "auto":
+        return int(requested), "set by the cnn_image_size parameter"
+    manifest_path = data_dir / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if isinstance(manifest, dict) and manifest.get("standin") is True:
+        recipe = manifest.get("recipe") if isinstance(manifest.get("recipe"), dict) else {}
+        side = recipe.get("image_side")
+        if isinstance(side, int) and not isinstance(side, bool) and side >= 16:
+            return side, (f"the native size of the bundled stand-in, whose images the course's "
+                          f"{COURSE_IMAGE_SIZE} pixels would only upsample")
+    return COURSE_IMAGE_SIZE, (f"the course protocol for a user's images (resize to 256, centre crop "
+                               f"{COURSE_IMAGE_SIZE})")
+
+
+def resolved_setup(values: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+    """What `auto` parameters become on this machine and data: device, numerics and image size, each with why."""
+    from ex4.train.device import pick_device
+    from ex4.train.features import choose_numerics
+
+    device = pick_device(values["device"])
+    how, why = choose_numerics(device, values["cnn_precision"])
+    size, size_why = resolve_image_size(values["cnn_image_size"], data_dir)
+    return {"device": device.type, "numerics": how.name, "numerics_reason": why,
+            "image_size": size, "image_size_reason": size_why}
+
+
+def key_params(values: dict[str, Any]) -> dict[str, Any]:
+    """The store-key parameters of `cnn`, with `auto` values replaced by what will actually be used.
+
+    `cnn_weights: auto` means ImageNet when its file is present and the surrogate otherwise, and a .pth path
+    means that file's content, so the key must change when the file appears or changes (never downloads).
+    `device`, `cnn_precision` and `cnn_image_size` enter as resolved on this machine and data ("auto: cpu"), so a
+    store shared between a CPU with native bf16 and one without never hands one the other's numbers.
+    """
+    from ex4.data import resolve_faces_dir
     from ex4.models.resnet import imagenet_weights_path
     from ex4.store import fingerprint_files
 
     params = {name: values[name] for name in PARAMS}
+    setup = resolved_setup(values, resolve_faces_dir(values["faces_dir"]))
+    params["device"] = f"{values['device']}: {setup['device']}"
+    params["cnn_precision"] = f"{values['cnn_precision']}: {setup['numerics']}"
+    params["cnn_image_size"] = setup["image_size"] if values["cnn_image_size"] != "auto" \
+        else f"auto: {setup['image_size']}"
     choice = values["cnn_weights"]
     if not set(values["cnn_baselines"]) & set(PRETRAINED) or choice == "surrogate":
         return params
@@ -382,7 +428,8 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     from ex4.train.device import pick_device
     from ex4.train.features import numerics, resize_side
 
-    params = ctx.params
+    resolved = resolved_setup(ctx.params, ctx.data_dir)
+    params = {**ctx.params, "cnn_image_size": resolved["image_size"]}  # every run below sees the resolved side
     baselines = list(params["cnn_baselines"])
     size = params["cnn_image_size"]
     if params["cnn_xgb_crop"] > XGB_RESIZE and "xgboost" in baselines:
@@ -445,6 +492,8 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
         },
         "device": device.type,
         "numerics": how.name,
+        "setup": {**resolved, "requested_image_size": ctx.params["cnn_image_size"],
+                  "requested_device": ctx.params["device"], "requested_precision": ctx.params["cnn_precision"]},
         "runs": runs,
         "summary": summarize(runs, 2, baselines),
         "ranking": ranking,

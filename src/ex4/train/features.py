@@ -86,30 +86,35 @@ EXACT = Numerics()  # what a textbook loop does: float32, NCHW
 
 
 def numerics(device: torch.device, requested: str = "auto") -> Numerics:
-    """The `Numerics` for `requested` ("auto" | "float32" | "bfloat16") on `device`.
+    """The `Numerics` for `requested` ("auto" | "float32" | "bfloat16") on `device` (see `choose_numerics`)."""
+    return choose_numerics(device, requested)[0]
+
+
+def choose_numerics(device: torch.device, requested: str = "auto") -> tuple[Numerics, str]:
+    """(`Numerics`, why) for `requested` ("auto" | "float32" | "bfloat16") on `device`.
 
     float32 keeps torch's default layout, so results equal a textbook float32 loop bit for bit. auto picks mixed
-    precision where it is native (CUDA: bf16, else fp16; CPU: bf16 only with AVX512-BF16/AMX kernels, since
-    emulated bf16 is slower than float32) plus channels_last, and float32 elsewhere. Mixed precision is what
-    lets 224 px fit the time budget on a 2-core CPU; its different rounding moves the test accuracy of unstable
-    runs (one epoch of ResNet18 from scratch) by several points, as float32 channels_last alone already does.
+    precision where it is native (CUDA: bf16, else fp16; CPU: bf16 only when the CPU has bf16 instructions,
+    AVX512_BF16/AMX-BF16 or Arm BF16, by its /proc/cpuinfo flags, since emulated bf16 is 1.7x slower than
+    float32) plus channels_last, and float32 elsewhere. Its different rounding moves the test accuracy of
+    unstable runs (one epoch of ResNet18 from scratch) by several points, as float32 channels_last alone does.
     """
+    from ex4.train.device import cpu_has_native_bf16, native_bf16_flags
+
     if requested == "float32":
-        return EXACT
+        return EXACT, "float32 requested (cnn_precision)"
     if requested == "bfloat16":
-        return Numerics(torch.bfloat16, channels_last=True)
+        return Numerics(torch.bfloat16, channels_last=True), "bfloat16 requested (cnn_precision)"
+    if requested != "auto":
+        raise ValueError(f"unknown precision {requested!r}")
     if device.type == "cuda":
-        return Numerics(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16, channels_last=True)
+        if torch.cuda.is_bf16_supported():
+            return Numerics(torch.bfloat16, channels_last=True), "auto: CUDA device with bf16 support"
+        return Numerics(torch.float16, channels_last=True), "auto: CUDA device without bf16 (fp16, loss scaling)"
     if device.type == "cpu" and cpu_has_native_bf16():
-        return Numerics(torch.bfloat16, channels_last=True)
-    return EXACT
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+        return (Numerics(torch.bfloat16, channels_last=True),
+                f"auto: the CPU has native bf16 ({', '.join(native_bf16_flags())})")
+    return EXACT, "auto: the CPU has no bf16 instructions (bf16 would be emulated, slower than float32)"
 
 
 def eval_batch_size(image_size: int) -> int:

@@ -86,7 +86,7 @@ def pretrain_surrogate(exclude: Iterable[int], side: int, crop: int, seed: int, 
     loss_fn = torch.nn.CrossEntropyLoss()
     targets = torch.from_numpy(classes[train]).to(device)
     model.train()
-    for epoch, batches in enumerate(batch_orders(len(train), BATCH_SIZE, epochs, seed)):
+    for epoch, batches in enumerate(batch_orders(len(train), BATCH_SIZE, epochs, seed, merge_single=True)):
         for indices in progress(batches, len(batches), f"surrogate pretraining (epoch {epoch + 1}/{epochs})"):
             optimizer.zero_grad(set_to_none=True)
             batch = to_input(rendered[train[indices.numpy()]], spec, device, how.channels_last)
