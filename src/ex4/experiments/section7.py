@@ -303,7 +303,7 @@ def run_full_network(setup: Setup, baseline: str) -> list[tuple[dict, dict]]:
     """scratch (random init, [0, 1] inputs) or finetune (pretrained, ImageNet-normalised), every lr."""
     from ex4.models.resnet import resnet18_binary
     from ex4.train.cnn import fit_binary
-    from ex4.train.features import InputSpec, resize_side, run_inference, to_input
+    from ex4.train.features import Batches, InputSpec, resize_side, run_inference
 
     params = setup.params
     size = params["cnn_image_size"]
@@ -314,13 +314,12 @@ def run_full_network(setup: Setup, baseline: str) -> list[tuple[dict, dict]]:
     train_images, train_labels = data["train"]
     state = setup.backbone.state if pretrained else None
     tag = setup.backbone.tag if pretrained else "none"
+    batches = Batches(train_images, spec, setup.device, setup.how.channels_last)
     results = []
     for lr in params["cnn_learning_rates"]:
         started = time.perf_counter()
         model = resnet18_binary(params["seed"], state)
-        losses = fit_binary(model, lambda rows: to_input(train_images[rows.numpy()], spec, setup.device,
-                                                         setup.how.channels_last),
-                            torch.from_numpy(train_labels), lr=lr, batch_size=params["cnn_batch_size"],
+        losses = fit_binary(model, batches, torch.from_numpy(train_labels), lr=lr, batch_size=params["cnn_batch_size"],
                             epochs=params["cnn_epochs"], seed=params["seed"], device=setup.device,
                             how=setup.how, desc=f"{baseline} lr={lr:g}")
         logits = {split: run_inference(model, data[split][0], spec, setup.device, setup.how,

@@ -51,15 +51,47 @@ def resize_side(image_size: int) -> int:
     return int(round(image_size * 256 / 224))
 
 
-def to_input(images: np.ndarray, spec: InputSpec, device: torch.device, channels_last: bool = False) -> torch.Tensor:
-    """uint8 [b, H, W, 3] -> float32 [b, 3, H, W] on `device`, scaled as ToTensor (and Normalize) would."""
-    batch = torch.from_numpy(np.ascontiguousarray(images)).to(device, non_blocking=True)
+def to_input(images: np.ndarray | torch.Tensor, spec: InputSpec, device: torch.device,
+             channels_last: bool = False) -> torch.Tensor:
+    """uint8 [b, H, W, 3] -> float32 [b, 3, H, W] on `device`, scaled as ToTensor (and Normalize) would.
+
+    `images` is a numpy array (host memory; copied through pinned memory to a GPU) or a uint8 tensor already on
+    `device`. The NHWC -> NCHW permute is a view whose strides are channels_last's, so with `channels_last`
+    no copy is made for the layout.
+    """
+    if isinstance(images, np.ndarray):
+        batch = torch.from_numpy(np.ascontiguousarray(images))
+        if device.type == "cuda":
+            batch = batch.pin_memory().to(device, non_blocking=True)
+    else:
+        batch = images.to(device)
     batch = batch.permute(0, 3, 1, 2).float().div(255)
     if spec.normalize:
         mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
         batch = batch.sub(mean).div(std)
     return batch.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+class Batches:
+    """`rows -> input batch` for a training loop: the uint8 split is indexed where the model runs.
+
+    On a GPU the whole split is copied to the device once (uint8: 0.2 GB for 1,400 images at 224 px), so a step
+    moves no data from the host; on the CPU the numpy array is indexed directly.
+    """
+
+    def __init__(self, images: np.ndarray, spec: InputSpec, device: torch.device, channels_last: bool = False):
+        self.spec, self.device, self.channels_last = spec, device, channels_last
+        self.images: np.ndarray | torch.Tensor = images
+        if device.type == "cuda":
+            self.images = torch.from_numpy(np.ascontiguousarray(images)).pin_memory().to(device, non_blocking=True)
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.images, np.ndarray):
+            picked = self.images[rows.numpy()]
+        else:
+            picked = self.images[rows.to(self.device, non_blocking=True)]
+        return to_input(picked, self.spec, self.device, self.channels_last)
 
 
 @dataclass(frozen=True)
@@ -96,7 +128,8 @@ def choose_numerics(device: torch.device, requested: str = "auto") -> tuple[Nume
     float32 keeps torch's default layout, so results equal a textbook float32 loop bit for bit. auto picks mixed
     precision where it is native (CUDA: bf16, else fp16; CPU: bf16 only when the CPU has bf16 instructions,
     AVX512_BF16/AMX-BF16 or Arm BF16, by its /proc/cpuinfo flags, since emulated bf16 is 1.7x slower than
-    float32) plus channels_last, and float32 elsewhere. Its different rounding moves the test accuracy of
+    float32), and float32 elsewhere, always in channels_last layout (oneDNN's and cuDNN's native one: 6-20%
+    faster than NCHW for ResNet18 steps on the CPUs measured, see benchmarks/cnn.py). Its different rounding moves the test accuracy of
     unstable runs (one epoch of ResNet18 from scratch) by several points, as float32 channels_last alone does.
     """
     from ex4.train.device import cpu_has_native_bf16, native_bf16_flags
@@ -114,7 +147,8 @@ def choose_numerics(device: torch.device, requested: str = "auto") -> tuple[Nume
     if device.type == "cpu" and cpu_has_native_bf16():
         return (Numerics(torch.bfloat16, channels_last=True),
                 f"auto: the CPU has native bf16 ({', '.join(native_bf16_flags())})")
-    return EXACT, "auto: the CPU has no bf16 instructions (bf16 would be emulated, slower than float32)"
+    return (Numerics(None, channels_last=True),
+            "auto: the CPU has no bf16 instructions (bf16 would be emulated, slower than float32)")
 
 
 def eval_batch_size(image_size: int) -> int:
