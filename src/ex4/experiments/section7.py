@@ -12,13 +12,21 @@ What makes it fast without changing the numbers:
   without augmentation that is exactly training the head through the eval-mode backbone;
 - the surrogate backbone (when no ImageNet weights exist) is pretrained once and cached (`cnn-surrogate`);
 - inference under `torch.inference_mode()` in large batches;
-- mixed precision plus channels_last where the hardware has native support (bf16 on CPUs with AVX512-BF16 or
-  AMX, bf16/fp16 on CUDA); plain float32 (`cnn_precision: float32`) instead reproduces a textbook float32 loop
-  bit for bit (same init, same batches; see benchmarks/reference_cnn.py).
+- channels_last layout, with mixed precision where the hardware has it natively (bf16 on CPUs whose flags
+  list AVX512_BF16 or AMX-BF16, bf16/fp16 on CUDA) and float32 elsewhere; `cnn_precision: float32` instead
+  reproduces a textbook float32 NCHW loop bit for bit (same init, same batches; see benchmarks/reference_cnn.py);
+- `cnn_image_size: auto`: the course's 224 for a user's images, the stand-in's native 64 for the bundled set
+  (224 would upsample its 64 x 64 images, 12x the arithmetic for no information); the surrogate backbone is
+  pretrained at the size it is then used at;
+- on CUDA, the training split sits on the device as uint8 and evaluation batches go through pinned memory.
+
+`device`, `cnn_precision` and `cnn_image_size` enter the store key as resolved on this machine and data, and the
+result's `setup` records each resolved value with the reason.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -315,10 +323,11 @@ def run_full_network(setup: Setup, baseline: str) -> list[tuple[dict, dict]]:
     state = setup.backbone.state if pretrained else None
     tag = setup.backbone.tag if pretrained else "none"
     batches = Batches(train_images, spec, setup.device, setup.how.channels_last)
+    initial = resnet18_binary(params["seed"], state)  # built once (random init of 11 M weights), copied per lr
     results = []
     for lr in params["cnn_learning_rates"]:
         started = time.perf_counter()
-        model = resnet18_binary(params["seed"], state)
+        model = copy.deepcopy(initial)
         losses = fit_binary(model, batches, torch.from_numpy(train_labels), lr=lr, batch_size=params["cnn_batch_size"],
                             epochs=params["cnn_epochs"], seed=params["seed"], device=setup.device,
                             how=setup.how, desc=f"{baseline} lr={lr:g}")

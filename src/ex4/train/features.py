@@ -5,9 +5,9 @@ when it is used, so a split never sits in memory four times larger as float32. T
 torchvision's `ToTensor()` (+ `Normalize(mean, std)` for pretrained backbones) bit for bit.
 
 Inference runs under `torch.inference_mode()` with large batches. How the arithmetic is done is a `Numerics`:
-plain float32 in torch's default (NCHW) layout reproduces a textbook loop bit for bit; mixed precision with
-channels_last layout is up to 2x faster (bf16 on CPUs with native bf16 kernels, bf16/fp16 on CUDA) but rounds
-differently, which moves the accuracy of unstable runs (see `numerics`).
+plain float32 in torch's default (NCHW) layout reproduces a textbook loop bit for bit; channels_last layout, with
+mixed precision where it is native (bf16 on CPUs with bf16 instructions, bf16/fp16 on CUDA), is faster but
+rounds differently, which moves the accuracy of unstable runs (see `choose_numerics`).
 """
 
 from __future__ import annotations
