@@ -224,16 +224,16 @@ def write_course_tree(root: Path, seed: int = 0) -> float:
     return time.perf_counter() - started
 
 
-def step_time(make, size: int, classes: int, device, how, steps: int) -> float:
-    """Median wall seconds of one training step (batch 32) after one warm-up step."""
+def step_time(make, size: int, classes: int, device, how, steps: int) -> tuple[float, float]:
+    """Median (wall, CPU) seconds of one training step (batch 32) after one warm-up step."""
     model = make()
     tight_loop(model, [32], size, classes, [], device, how)
     samples = []
     for _ in range(steps):
         with Clock() as clock:
             tight_loop(model, [32], size, classes, [], device, how)
-        samples.append(clock.wall)
-    return statistics.median(samples)
+        samples.append((clock.wall, clock.cpu))
+    return statistics.median(w for w, _ in samples), statistics.median(c for _, c in samples)
 
 
 def course_size(values: dict, device, how, ratio: float, steps: int, feature_sample: int) -> float:
@@ -241,7 +241,7 @@ def course_size(values: dict, device, how, ratio: float, steps: int, feature_sam
     import torch
 
     from ex4.data.faces import load_faces
-    from ex4.models.resnet import frozen_backbone, resnet18_binary, resnet18_classifier
+    from ex4.models.resnet import frozen_backbone, resnet18_binary
     from ex4.train import surrogate
     from ex4.train.features import InputSpec, resize_side, run_inference
     from ex4.train.xgb import fit_xgboost, pixel_features
@@ -252,11 +252,11 @@ def course_size(values: dict, device, how, ratio: float, steps: int, feature_sam
         print(f"\ncourse-size synthetic tree: {COURSE_COUNTS} JPEGs of {COURSE_SIDE}^2 in {root}", flush=True)
         written = write_course_tree(root / "faces")
         print(f"  generated in {written:.1f} s", flush=True)
-        decode = {}
+        parts: dict[str, tuple[float, float]] = {}  # name -> (wall s, CPU s)
         for side in (COURSE_SIZE, resize_side(COURSE_SIZE)):
             with Clock() as clock:
                 data = load_faces(root / "faces", side)
-            decode[side] = clock.wall
+            parts[f"decode at {side} px"] = (clock.wall, clock.cpu)
             print(f"  decode once at {side} px: {clock.wall:.1f} s (CPU {clock.cpu:.1f} s)", flush=True)
         n_train, n_eval = len(data.train.labels), len(data.val.labels) + len(data.test.labels)
         n_all = n_train + n_eval
@@ -265,48 +265,45 @@ def course_size(values: dict, device, how, ratio: float, steps: int, feature_sam
         with Clock() as clock:
             fit_xgboost(pixel_features(xgb_data.train.images, values["cnn_xgb_crop"]), xgb_data.train.labels,
                         values["seed"])
-        xgboost = clock.wall
-        print(f"  XGBoost fit (crop {values['cnn_xgb_crop']}): {xgboost:.1f} s", flush=True)
+        parts["xgboost"] = (clock.wall, clock.cpu)
+        print(f"  XGBoost fit (crop {values['cnn_xgb_crop']}): {clock.wall:.1f} s (CPU {clock.cpu:.1f} s)", flush=True)
         del xgb_data
 
-        images = data.train.images[:feature_sample]
         from ex4.train.features import centre_crop
 
-        images = centre_crop(images, COURSE_SIZE)
+        images = centre_crop(data.train.images[:feature_sample], COURSE_SIZE)
         backbone = frozen_backbone(resnet18_binary(0))
         run_inference(backbone, images[:8], InputSpec(normalize=True), device, how)  # warm-up
         with Clock() as clock:
             run_inference(backbone, images, InputSpec(normalize=True), device, how)
             sync(device)
-        per_image = clock.wall / len(images)
-        features = per_image * n_all
-        print(f"  features: {per_image * 1000:.1f} ms per image ({len(images)} measured) -> {features:.1f} s "
-              f"for {n_all} images", flush=True)
+        per_image = (clock.wall / len(images), clock.cpu / len(images))
+        parts["features (linear + sklearn probe)"] = (per_image[0] * n_all, per_image[1] * n_all)
+        print(f"  features: {per_image[0] * 1000:.1f} ms per image (CPU {per_image[1] * 1000:.1f} ms; "
+              f"{len(images)} measured) -> {per_image[0] * n_all:.1f} s for {n_all} images", flush=True)
         del data, images
 
-        binary_step = step_time(lambda: resnet18_binary(0), COURSE_SIZE, 1, device, how, steps)
+        step = step_time(lambda: resnet18_binary(0), COURSE_SIZE, 1, device, how, steps)
         steps_per_run = epochs * -(-n_train // batch)
-        run = ratio * (steps_per_run * binary_step + n_eval * per_image)
-        print(f"  training step at {COURSE_SIZE} px: {binary_step:.2f} s (median of {steps}); one run "
-              f"({steps_per_run} steps + {n_eval} eval images) x overhead {ratio:.2f} -> {run:.1f} s", flush=True)
+        run = tuple(ratio * (steps_per_run * step[k] + n_eval * per_image[k]) for k in (0, 1))
+        print(f"  training step at {COURSE_SIZE} px: {step[0]:.2f} s (CPU {step[1]:.2f} s, median of {steps}); one "
+              f"run ({steps_per_run} steps + {n_eval} eval images) x overhead {ratio:.2f} -> {run[0]:.1f} s",
+              flush=True)
         digits = len(surrogate.source_digits()[0])
         sur_train = digits - int(round(surrogate.HELD_OUT_SHARE * digits))
         sur_steps = surrogate.EPOCHS * -(-sur_train // surrogate.BATCH_SIZE)
-        sur = ratio * (sur_steps * binary_step + (digits - sur_train) * per_image)
-        print(f"  surrogate at {COURSE_SIZE} px (no ImageNet file): {sur_steps} steps -> {sur:.1f} s", flush=True)
-        estimate = {
-            "decode (224 and 256 px)": sum(decode.values()),
-            "xgboost": xgboost,
-            "scratch": n_lrs * run,
-            "surrogate pretraining": sur,
-            "features (linear + sklearn probe)": features,
-            "finetune": n_lrs * run,
-        }
-        total = sum(estimate.values())
-        print(f"\ncourse-size estimate ({how.name}, {torch.get_num_threads()} threads):")
-        for name, seconds in estimate.items():
-            print(f"  {name:<36} {seconds / 60:6.1f} min")
-        print(f"  {'total':<36} {total / 60:6.1f} min", flush=True)
+        sur = tuple(ratio * (sur_steps * step[k] + (digits - sur_train) * per_image[k]) for k in (0, 1))
+        print(f"  surrogate at {COURSE_SIZE} px (no ImageNet file): {sur_steps} steps -> {sur[0]:.1f} s", flush=True)
+        parts["scratch"] = (n_lrs * run[0], n_lrs * run[1])
+        parts["surrogate pretraining"] = sur
+        parts["finetune"] = (n_lrs * run[0], n_lrs * run[1])
+        total = sum(wall for wall, _ in parts.values())
+        total_cpu = sum(cpu for _, cpu in parts.values())
+        print(f"\ncourse-size estimate ({how.name}, {torch.get_num_threads()} torch threads; CPU min = process CPU "
+              f"time, with one thread what a quiet core takes):")
+        for name, (wall, cpu_s) in parts.items():
+            print(f"  {name:<36} {wall / 60:6.1f} min   CPU {cpu_s / 60:6.1f} min")
+        print(f"  {'total':<36} {total / 60:6.1f} min   CPU {total_cpu / 60:6.1f} min", flush=True)
         return total / 60
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -407,6 +404,7 @@ def main(argv: list[str] | None = None) -> None:
           f"({why}); load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
 
     scratch = Path(tempfile.mkdtemp(prefix="ex4-bench-cnn-"))
+    os.environ["EX4_ROOT"] = str(scratch)  # decoded-image caches (course-size tree included) go, and go away, here
     try:
         times = overhead(values, device, how, args.reps, args.lr)
         pipeline, tight, cpu_ratio = report_overhead(times)

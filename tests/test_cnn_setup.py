@@ -133,6 +133,7 @@ def test_store_key_and_numerics_record_follow_the_cpu(monkeypatch, tiny_cnn, dat
     assert not native.hit and native.key != emulated.key  # a shared store never mixes the two
     assert native.result["numerics"] == "bfloat16 autocast, channels_last"
     assert "amx_bf16" in native.result["setup"]["numerics_reason"]
+    assert "Platinum 8481C" in native.result["setup"]["hardware"]
     mock_cpu(monkeypatch, XEON_NO_BF16)
     assert tiny_cnn(faces, cnn_image_size=16).hit
 

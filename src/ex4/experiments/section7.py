@@ -433,7 +433,7 @@ def use_all_cores() -> None:
 
 def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     from ex4.analysis.tables import mistakes_summary, rank_runs, summarize
-    from ex4.train.device import pick_device
+    from ex4.train.device import cpu_description, pick_device
     from ex4.train.features import numerics, resize_side
 
     resolved = resolved_setup(ctx.params, ctx.data_dir)
@@ -501,7 +501,8 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
         "device": device.type,
         "numerics": how.name,
         "setup": {**resolved, "requested_image_size": ctx.params["cnn_image_size"],
-                  "requested_device": ctx.params["device"], "requested_precision": ctx.params["cnn_precision"]},
+                  "requested_device": ctx.params["device"], "requested_precision": ctx.params["cnn_precision"],
+                  "hardware": (torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description())},
         "runs": runs,
         "summary": summarize(runs, 2, baselines),
         "ranking": ranking,
