@@ -207,7 +207,7 @@ def write_course_tree(root: Path, seed: int = 0) -> float:
 
     def write(job):
         split, label, index = job
-        rng = np.random.default_rng([seed, index, label, len(split)])
+        rng = np.random.default_rng([seed, index, label == "fake", list(COURSE_COUNTS).index(split)])
         small = Image.fromarray(rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8))
         image = small.resize((COURSE_SIDE, COURSE_SIDE), Image.Resampling.BICUBIC)
         path = root / split / label / f"{index:04d}.jpg"
