@@ -14,7 +14,9 @@ folder word (real=0, fake=1), not from ImageFolder's alphabetical class index, w
 from __future__ import annotations
 
 import os
+import resource
 import time
+from collections import defaultdict
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from ex4.models.resnet import IMAGENET_MEAN, IMAGENET_STD, resnet18_binary
 from ex4.train.cnn import batch_orders
 
 XGB_RESIZE = 224
+TORCH_BASELINES = ("scratch", "linear_probe", "finetune")
 
 
 def image_folder(root: Path, split: str, transform) -> datasets.ImageFolder:
@@ -70,7 +73,8 @@ def train(model: nn.Module, dataset, lr: float, batch_size: int, epochs: int, se
           parameters=None, train_mode: bool = True) -> None:
     optimizer = torch.optim.Adam(parameters if parameters is not None else model.parameters(), lr=lr)
     loss_fn = nn.BCEWithLogitsLoss()
-    for batches in batch_orders(len(dataset), batch_size, epochs, seed):
+    # ex4's rule: a one-sample last batch joins the previous one when batch norm trains (undefined otherwise)
+    for batches in batch_orders(len(dataset), batch_size, epochs, seed, merge_single=train_mode):
         loader = DataLoader(dataset, batch_sampler=[batch.tolist() for batch in batches])
         model.train(train_mode)
         for images, targets in loader:
@@ -151,4 +155,94 @@ def run_reference(root: Path, values: dict[str, Any], backbone_state: dict[str, 
             val_acc, test_acc = (float(probe.score(*features[split])) for split in ("val", "test"))
             record(baseline, None, val_acc, test_acc, started)
     return results
+
+
+
+# --- ex4 against this reference (benchmarks/cnn.py --textbook) ----------------------------------------------
+
+
+def compare_with_textbook(values: dict, scratch: Path, reference_lrs: list[float] | None = None) -> None:
+    """ex4 (cold store in `scratch`) against `run_reference` on the same data and backbone; prints the speed-up."""
+    from ex4 import experiments
+    from ex4.experiments.section7 import resolve_image_size
+    from ex4.store import Store
+
+    data_dir = Path(values["faces_dir"])
+    if values["cnn_train_subset"] is not None:
+        raise SystemExit("the reference trains on the whole training split; set cnn_train_subset=null")
+
+    print(f"data: {data_dir}", flush=True)
+    print(f"settings: image size {values['cnn_image_size']}, lrs {values['cnn_learning_rates']}, batch "
+          f"{values['cnn_batch_size']}, epochs {values['cnn_epochs']}, baselines {values['cnn_baselines']}, "
+          f"{os.cpu_count()} cores, torch threads {__import__('torch').get_num_threads()}", flush=True)
+
+    started = time.perf_counter()
+    outcome = experiments.run("cnn", values, store=Store(scratch / "store"))
+    ex4_time = time.perf_counter() - started
+    ex4_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    result = outcome.result
+    timings = result["timings"]
+    surrogate_time = result.get("backbone_info", {}).get("wall_time", 0.0) if result["backbone"].startswith(
+        "surrogate") else 0.0
+    ex4_by_baseline: dict[str, float] = defaultdict(float)
+    for run in result["runs"]:
+        ex4_by_baseline[run["baseline"]] += run["wall_time"]
+    print(f"ex4: {ex4_time:.1f} s total ({result['numerics']}, backbone {result['backbone']}); "
+          f"decode {timings.get('decode', 0):.1f} s, backbone {timings.get('backbone', 0):.1f} s "
+          f"(surrogate pretraining {surrogate_time:.1f} s), features {timings.get('features', 0):.1f} s; "
+          f"peak RSS {ex4_rss:.2f} GiB", flush=True)
+
+    backbone_state = None
+    if result["backbone"] != "none":
+        backbone_state = _backbone_state(result, scratch / "store")
+    started = time.perf_counter()
+    sized = {**values, "cnn_image_size": resolve_image_size(values["cnn_image_size"], data_dir)[0]}
+    reference = run_reference(data_dir, sized, backbone_state, reference_lrs)
+    reference_measured = time.perf_counter() - started
+    lr_scale = len(values["cnn_learning_rates"]) / len(reference_lrs) if reference_lrs else 1.0
+    reference_by_baseline: dict[str, float] = defaultdict(float)
+    for run in reference.values():
+        scale = lr_scale if run["baseline"] in TORCH_BASELINES else 1.0
+        reference_by_baseline[run["baseline"]] += run["wall_time"] * scale
+    reference_time = sum(reference_by_baseline.values()) + surrogate_time
+    reference_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+    print(f"\n{'baseline':<14} {'reference s':>12} {'ex4 s':>8} {'speedup':>8}")
+    shared = timings.get("features", 0.0)
+    for baseline in values["cnn_baselines"]:
+        ours = ex4_by_baseline[baseline]
+        note = ""
+        if baseline in ("linear_probe", "sklearn_probe"):
+            note = f"  (+ shared feature extraction {shared:.1f} s)"
+        ratio = reference_by_baseline[baseline] / max(ours, 1e-9)
+        print(f"{baseline:<14} {reference_by_baseline[baseline]:12.1f} {ours:8.1f} {ratio:7.1f}x{note}")
+    print(f"{'surrogate':<14} {surrogate_time:12.1f} {surrogate_time:8.1f}  (same pretraining charged to both)")
+    if lr_scale != 1.0:
+        print(f"reference ran lrs {reference_lrs} only ({reference_measured:.1f} s measured); torch "
+              f"baselines scaled x{lr_scale:g}")
+    print(f"peak RSS: ex4 phase {ex4_rss:.2f} GiB, whole process {reference_rss:.2f} GiB")
+
+    deltas = []
+    print(f"\n{'run':<26} {'reference':>9} {'ex4':>7} {'delta pp':>9}")
+    ours_by_label = {run["label"]: run["final"]["test_acc"] for run in result["runs"]}
+    for label, run in reference.items():
+        if label in ours_by_label:
+            delta = 100 * (ours_by_label[label] - run["test_acc"])
+            deltas.append(abs(delta))
+            print(f"{label:<26} {run['test_acc']:9.4f} {ours_by_label[label]:7.4f} {delta:+9.2f}")
+    max_delta = max(deltas, default=float("nan"))
+    print(f"section7 speedup: {reference_time / ex4_time:.1f}x (reference {reference_time:.0f} s, "
+          f"ex4 {ex4_time:.0f} s), max |delta test acc| {max_delta:.2f} pp")
+
+
+def _backbone_state(result: dict, store_dir: Path):
+    """The backbone ex4 used: the surrogate from its store entry, or the ImageNet/.pth file."""
+    from ex4.models.resnet import read_state_file
+    from ex4.store import Store
+
+    info = result["backbone_info"]
+    if "store_key" in info:
+        return Store(store_dir).load(info["store_key"]).tensors["backbone"]
+    return read_state_file(info["file"])
+
 

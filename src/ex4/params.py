@@ -166,6 +166,19 @@ def shape(value: Any) -> list[int]:
     raise ValueError("expected [depth, width]")
 
 
+def auto_or(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """"auto" (resolved later from the data) or a value `check` accepts."""
+    def check_auto(value: Any) -> Any:
+        if value == "auto":
+            return "auto"
+        try:
+            return check(value)
+        except ValueError as error:
+            raise ValueError(f"expected auto or an integer ({error})") from None
+
+    return check_auto
+
+
 def directory_or_default(value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -242,8 +255,9 @@ SCHEMA: dict[str, Spec] = {
                                "Adam learning rates of the torch baselines"),
     "cnn_batch_size": Spec(32, int_in(1, MAX_CNN_BATCH), f"batch size of the torch baselines (1..{MAX_CNN_BATCH:,})"),
     "cnn_epochs": Spec(1, int_in(1, MAX_CNN_EPOCHS), f"epochs of the torch baselines (1..{MAX_CNN_EPOCHS:,})"),
-    "cnn_image_size": Spec(224, int_in(16, MAX_CNN_IMAGE),
-                           f"side fed to ResNet18 (course: resize 256, crop 224; 16..{MAX_CNN_IMAGE:,})"),
+    "cnn_image_size": Spec("auto", auto_or(int_in(16, MAX_CNN_IMAGE)),
+                           "side fed to ResNet18; auto = 224 (course: resize 256, crop 224) for your own images, "
+                           f"the native size (64) for the bundled stand-in (16..{MAX_CNN_IMAGE:,})"),
     "cnn_xgb_crop": Spec(64, int_in(4, XGB_RESIZE),
                          f"centre crop of the XGBoost pixels (after resizing to {XGB_RESIZE}; 4..{XGB_RESIZE})"),
     "cnn_weights": Spec("auto", choice("auto", "imagenet", "surrogate", allow_path=True),

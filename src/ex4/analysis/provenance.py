@@ -33,6 +33,13 @@ class BuildRecords:
     hits: dict[str, bool | None]  # key -> read from the store in this build (None: not known, no log)
     from_log: bool  # True when read from the renderer's build log
     requests: int  # results the chapters asked for (with repeats); without a log, the entries listed
+    store: Store | None = None  # where the entries are stored
+
+    def results_of(self, experiment: str) -> list[dict[str, Any]]:
+        """The stored results of `experiment` among the entries (unreadable ones left out)."""
+        store = self.store or Store()
+        found = (store.load(entry["key"]) for entry in self.entries if entry.get("experiment") == experiment)
+        return [outcome.result for outcome in found if outcome is not None]
 
     @property
     def n_hits(self) -> int:
@@ -115,7 +122,7 @@ def build_records(store: Store | None = None, log_path: str | Path | None = None
                 continue
             hits[key] = bool(record.get("hit"))
             entries.append(metas[key])
-        return BuildRecords(entries, hits, True, len(records))
+        return BuildRecords(entries, hits, True, len(records), store)
     entries = sorted((meta for meta in metas.values() if meta.get("data_dir")),
                      key=lambda meta: (meta.get("experiment", ""), meta.get("created", "")))
-    return BuildRecords(entries, {entry["key"]: None for entry in entries}, False, len(entries))
+    return BuildRecords(entries, {entry["key"]: None for entry in entries}, False, len(entries), store)

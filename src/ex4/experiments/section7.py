@@ -13,13 +13,21 @@ What makes it fast without changing the numbers:
   without augmentation that is exactly training the head through the eval-mode backbone;
 - the surrogate backbone (when no ImageNet weights exist) is pretrained once and cached (`cnn-surrogate`);
 - inference under `torch.inference_mode()` in large batches;
-- mixed precision plus channels_last where the hardware has native support (bf16 on CPUs with AVX512-BF16 or
-  AMX, bf16/fp16 on CUDA); plain float32 (`cnn_precision: float32`) instead reproduces a textbook float32 loop
-  bit for bit (same init, same batches; see benchmarks/reference_cnn.py).
+- channels_last layout, with mixed precision where the hardware has it natively (bf16 on CPUs whose flags
+  list AVX512_BF16 or AMX-BF16, bf16/fp16 on CUDA) and float32 elsewhere; `cnn_precision: float32` instead
+  reproduces a textbook float32 NCHW loop bit for bit (same init, same batches; see benchmarks/reference_cnn.py);
+- `cnn_image_size: auto`: the course's 224 for a user's images, the stand-in's native 64 for the bundled set
+  (224 would upsample its 64 x 64 images, 12x the arithmetic for no information); the surrogate backbone is
+  pretrained at the size it is then used at;
+- on CUDA, the training split sits on the device as uint8 and evaluation batches go through pinned memory.
+
+`device`, `cnn_precision` and `cnn_image_size` enter the store key as resolved on this machine and data, and the
+result's `setup` records each resolved value with the reason.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -88,20 +96,70 @@ def resolve_weights(choice: str, allow_download: bool) -> tuple[str, Path | None
     return "file", path.resolve()
 
 
-def key_params(values: dict[str, Any]) -> dict[str, Any]:
-    """The store-key parameters of `cnn`, with `cnn_weights` replaced by what will actually be used.
+COURSE_IMAGE_SIZE = 224  # the course: resize 256, centre crop 224
 
-    `auto` means ImageNet when its file is present and the surrogate otherwise, and a .pth path means that
-    file's content, so the key must change when the file appears or changes. Never downloads.
+
+# why an image size was chosen (the chapters word these)
+SIZE_FROM_PARAMETER, SIZE_STANDIN_NATIVE, SIZE_COURSE = "parameter", "standin-native", "course"
+
+
+def resolve_image_size(requested: int | str, data_dir: Path) -> tuple[int, str]:
+    """(side fed to ResNet18, why: one of the SIZE_* codes) for a `cnn_image_size` value and a faces folder.
+
+    `auto` is the course's 224 for a user's images and the bundled stand-in's native side (64) for the stand-in:
+    its pictures are 8x8 digits drawn at 64x64, so 224 would multiply the arithmetic by 12 for no information.
     """
+    if requested != "auto":
+        return int(requested), SIZE_FROM_PARAMETER
+    manifest_path = data_dir / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if isinstance(manifest, dict) and manifest.get("standin") is True:
+        recipe = manifest.get("recipe") if isinstance(manifest.get("recipe"), dict) else {}
+        side = recipe.get("image_side")
+        if isinstance(side, int) and not isinstance(side, bool) and side >= 16:
+            return side, SIZE_STANDIN_NATIVE
+    return COURSE_IMAGE_SIZE, SIZE_COURSE
+
+
+def resolved_setup(values: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+    """What `auto` parameters become on this machine and data: device, numerics and image size, each with a
+    reason code (see `resolve_image_size` and `ex4.train.features.choose_numerics`), and the CPU's bf16 flags."""
+    from ex4.train.device import pick_device
+    from ex4.train.features import choose_numerics
+
+    device = pick_device(values["device"])
+    how, why = choose_numerics(device, values["cnn_precision"])
+    size, size_why = resolve_image_size(values["cnn_image_size"], data_dir)
+    from ex4.train.device import native_bf16_flags
+
+    return {"device": device.type, "numerics": how.name, "numerics_reason": why,
+            "image_size": size, "image_size_reason": size_why,
+            "bf16_flags": list(native_bf16_flags()) if device.type == "cpu" else []}
+
+
+def key_params(values: dict[str, Any]) -> dict[str, Any]:
+    """The store-key parameters of `cnn`, with `auto` values replaced by what will actually be used.
+
+    `cnn_weights: auto` means ImageNet when its file is present and the surrogate otherwise, and a .pth path
+    means that file's content, so the key must change when the file appears or changes (never downloads).
+    `device`, `cnn_precision` and `cnn_image_size` enter as resolved on this machine and data (`cpu`, `bfloat16
+    autocast, channels_last`, 64), so a store shared between a CPU with native bf16 and one without never hands
+    one the other's numbers.
+    """
+    from ex4.data import resolve_faces_dir
     from ex4.models.resnet import imagenet_weights_path
     from ex4.store import fingerprint_files
 
-    from ex4.train.device import pick_device
-
     params = {name: values[name] for name in PARAMS}
-    # the device actually used, not "auto": the torch baselines compute other bits on CUDA than on the CPU
-    params["device"] = pick_device(values["device"]).type
+    # the resolved device, arithmetic and image size, not the request: `auto` and an explicit value that resolve
+    # alike compute the same bits and share a result; one that resolves otherwise (another CPU, a GPU) does not
+    setup = resolved_setup(values, resolve_faces_dir(values["faces_dir"]))
+    params["device"] = setup["device"]
+    params["cnn_precision"] = setup["numerics"]
+    params["cnn_image_size"] = setup["image_size"]
     choice = values["cnn_weights"]
     if not set(values["cnn_baselines"]) & set(PRETRAINED) or choice == "surrogate":
         return params
@@ -267,7 +325,7 @@ def run_full_network(setup: Setup, baseline: str) -> list[tuple[dict, dict]]:
     """scratch (random init, [0, 1] inputs) or finetune (pretrained, ImageNet-normalised), every lr."""
     from ex4.models.resnet import resnet18_binary
     from ex4.train.cnn import fit_binary
-    from ex4.train.features import InputSpec, resize_side, run_inference, to_input
+    from ex4.train.features import Batches, InputSpec, resize_side, run_inference
 
     params = setup.params
     size = params["cnn_image_size"]
@@ -278,13 +336,13 @@ def run_full_network(setup: Setup, baseline: str) -> list[tuple[dict, dict]]:
     train_images, train_labels = data["train"]
     state = setup.backbone.state if pretrained else None
     tag = setup.backbone.tag if pretrained else "none"
+    batches = Batches(train_images, spec, setup.device, setup.how.channels_last)
+    initial = resnet18_binary(params["seed"], state)  # built once (random init of 11 M weights), copied per lr
     results = []
     for lr in params["cnn_learning_rates"]:
         started = time.perf_counter()
-        model = resnet18_binary(params["seed"], state)
-        losses = fit_binary(model, lambda rows: to_input(train_images[rows.numpy()], spec, setup.device,
-                                                         setup.how.channels_last),
-                            torch.from_numpy(train_labels), lr=lr, batch_size=params["cnn_batch_size"],
+        model = copy.deepcopy(initial)
+        losses = fit_binary(model, batches, torch.from_numpy(train_labels), lr=lr, batch_size=params["cnn_batch_size"],
                             epochs=params["cnn_epochs"], seed=params["seed"], device=setup.device,
                             how=setup.how, desc=f"{baseline} lr={lr:g}")
         logits = {split: run_inference(model, data[split][0], spec, setup.device, setup.how,
@@ -386,10 +444,11 @@ def use_all_cores() -> None:
 
 
 def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
-    from ex4.train.device import pick_device
+    from ex4.train.device import cpu_description, pick_device
     from ex4.train.features import numerics, resize_side
 
-    params = ctx.params
+    resolved = resolved_setup(ctx.params, ctx.data_dir)
+    params = {**ctx.params, "cnn_image_size": resolved["image_size"]}  # every run below sees the resolved side
     baselines = list(params["cnn_baselines"])
     size = params["cnn_image_size"]
     if params["cnn_xgb_crop"] > XGB_RESIZE and "xgboost" in baselines:
@@ -448,6 +507,9 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
         },
         "device": device.type,
         "numerics": how.name,
+        "setup": {**resolved, "requested_image_size": ctx.params["cnn_image_size"],
+                  "requested_device": ctx.params["device"], "requested_precision": ctx.params["cnn_precision"],
+                  "hardware": (torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description())},
         "runs": runs,
         "timings": {**setup.timings, "total": time.perf_counter() - started},
         "reused": {**setup.reused, "surrogate": bool(backbone and backbone.info.get("from_store"))},

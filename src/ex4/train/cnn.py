@@ -5,7 +5,8 @@ train: images through a whole ResNet18 (scratch, finetune), images through a fro
 a linear head, or cached backbone features straight into that head (the fast linear probe). Batch order comes
 from `batch_orders(n, batch_size, epochs, seed)`, one `randperm` per epoch from a seeded generator (the
 first epoch is the order `RandomSampler(generator=torch.Generator().manual_seed(seed))` gives), so a textbook
-DataLoader loop handed these batches replays the run exactly.
+DataLoader loop handed these batches replays the run exactly. A one-sample last batch is merged into the
+previous one when the model trains batch norm.
 """
 
 from __future__ import annotations
@@ -17,17 +18,30 @@ import numpy as np
 import torch
 from torch import nn
 
+from ex4.errors import Ex4Error
 from ex4.train.features import EXACT, Numerics, progress
 
 
-def batch_orders(n: int, batch_size: int, epochs: int, seed: int) -> list[list[torch.Tensor]]:
-    """Index batches of every epoch: one `randperm(n)` per epoch from a generator seeded with `seed`."""
+def batch_orders(n: int, batch_size: int, epochs: int, seed: int, merge_single: bool = False
+                 ) -> list[list[torch.Tensor]]:
+    """Index batches of every epoch: one `randperm(n)` per epoch from a generator seeded with `seed`.
+
+    With `merge_single` (models with batch norm in training mode), a last batch holding a single sample is
+    merged into the previous batch: batch norm of one sample is undefined (PyTorch raises "Expected more than
+    1 value per channel"). Section 6 follows the same rule.
+    """
     generator = torch.Generator().manual_seed(seed)
     orders = []
     for _ in range(epochs):
-        permutation = torch.randperm(n, generator=generator)
-        orders.append(list(permutation.split(batch_size)))
+        batches = list(torch.randperm(n, generator=generator).split(batch_size))
+        if merge_single and len(batches) > 1 and len(batches[-1]) == 1:
+            batches[-2:] = [torch.cat(batches[-2:])]
+        orders.append(batches)
     return orders
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
 
 
 def fit_binary(model: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], labels: torch.Tensor, *,
@@ -42,6 +56,9 @@ def fit_binary(model: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor],
     """
     model.to(device, memory_format=how.memory_format)
     model.train(train_mode)
+    batch_norm = train_mode and has_batch_norm(model)
+    if batch_norm and len(labels) < 2:
+        raise Ex4Error(f"{desc}: {len(labels)} training image(s); batch norm needs at least 2")
     trainable = [parameter for parameter in (model.parameters() if parameters is None else parameters)
                  if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=lr)
@@ -49,7 +66,7 @@ def fit_binary(model: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor],
     loss_fn = nn.BCEWithLogitsLoss()
     targets = labels.to(device=device, dtype=torch.float32)
     epoch_losses = []
-    orders = batch_orders(len(labels), batch_size, epochs, seed)
+    orders = batch_orders(len(labels), batch_size, epochs, seed, merge_single=batch_norm)
     for epoch, batches in enumerate(orders):
         total = torch.zeros((), device=device)
         for indices in progress(batches, len(batches), f"{desc} (epoch {epoch + 1}/{epochs})"):

@@ -21,7 +21,7 @@ import torch
 
 from ex4.models.resnet import backbone_state, resnet18_classifier
 from ex4.train.cnn import batch_orders
-from ex4.train.features import EXACT, InputSpec, Numerics, centre_crop, progress, run_inference, to_input
+from ex4.train.features import EXACT, Batches, InputSpec, Numerics, centre_crop, progress, run_inference
 
 SOURCE = "sklearn-digits (10-class digit recognition)"
 LABEL = "backbone pretrained on sklearn digits (10-class digit recognition), not ImageNet"
@@ -85,11 +85,12 @@ def pretrain_surrogate(exclude: Iterable[int], side: int, crop: int, seed: int, 
     scaler = torch.amp.GradScaler(device.type, enabled=how.autocast == torch.float16)
     loss_fn = torch.nn.CrossEntropyLoss()
     targets = torch.from_numpy(classes[train]).to(device)
+    inputs = Batches(rendered[train], spec, device, how.channels_last)
     model.train()
-    for epoch, batches in enumerate(batch_orders(len(train), BATCH_SIZE, epochs, seed)):
+    for epoch, batches in enumerate(batch_orders(len(train), BATCH_SIZE, epochs, seed, merge_single=True)):
         for indices in progress(batches, len(batches), f"surrogate pretraining (epoch {epoch + 1}/{epochs})"):
             optimizer.zero_grad(set_to_none=True)
-            batch = to_input(rendered[train[indices.numpy()]], spec, device, how.channels_last)
+            batch = inputs(indices)
             with how.context(device):
                 logits = model(batch)
             scaler.scale(loss_fn(logits.float(), targets[indices.to(device)])).backward()
