@@ -74,9 +74,9 @@ def test_native_bf16_follows_the_instruction_set(monkeypatch, cpuinfo, machine, 
     assert device_module.cpu_has_native_bf16() is native
     how, why = choose_numerics(CPU, "auto")
     if native:
-        assert how.autocast == torch.bfloat16 and how.channels_last and "native bf16" in why
+        assert how.autocast == torch.bfloat16 and how.channels_last and why == "cpu-native-bf16"
     else:
-        assert how.autocast is None and how.channels_last and "no bf16 instructions" in why
+        assert how.autocast is None and how.channels_last and why == "cpu-no-bf16"
 
 
 def test_bf16_is_not_chosen_without_onednn(monkeypatch):
@@ -153,12 +153,12 @@ def test_image_size_parameter_takes_auto_or_a_side():
 
 def test_auto_is_the_course_size_for_user_images_and_the_native_size_for_the_stand_in(tmp_path):
     assert section7.resolve_image_size("auto", tmp_path)[0] == 224
-    assert section7.resolve_image_size(96, tmp_path) == (96, "set by the cnn_image_size parameter")
+    assert section7.resolve_image_size(96, tmp_path) == (96, "parameter")
     (tmp_path / "manifest.json").write_text(json.dumps({"standin": True, "recipe": {"image_side": 64}}))
     size, why = section7.resolve_image_size("auto", tmp_path)
-    assert size == 64 and "stand-in" in why
+    assert size == 64 and why == "standin-native"
     (tmp_path / "manifest.json").write_text(json.dumps({"standin": False, "recipe": {"image_side": 64}}))
-    assert section7.resolve_image_size("auto", tmp_path)[0] == 224  # a user's folder gets the course protocol
+    assert section7.resolve_image_size("auto", tmp_path) == (224, "course")  # a user's folder gets the course protocol
 
 
 def test_bundled_stand_in_resolves_to_its_native_64(data_isolated_root):

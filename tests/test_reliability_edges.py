@@ -422,3 +422,21 @@ def test_yaml_surprises_in_overrides_are_errors():
     assert params.resolve_cli(None, ["seed='010'"])["seed"] == 10  # quoted: the decimal the user meant
     assert params.resolve_cli(None, ["seed=0"])["seed"] == 0
     assert params.resolve_cli(None, ["seed=0x10"])["seed"] == 16  # explicit hexadecimal is not a surprise
+
+
+def test_cnn_epochs_times_images_is_bounded_before_training(tmp_path, monkeypatch, data_isolated_root,
+                                                            data_faces_tree):
+    from ex4.experiments import section7
+
+    faces_dir = data_faces_tree(per_class=3)  # 6 training images
+    monkeypatch.setattr(params, "MAX_CNN_IMAGE_PASSES", 6 * 4)  # 4 epochs at most
+    monkeypatch.setattr(experiments, "registry", lambda: {e.name: e for e in section7.EXPERIMENTS})
+    trained = []
+    monkeypatch.setattr(section7, "run_full_network", lambda *a, **k: trained.append(a) or [])
+    values = params.resolve(("p", {"faces_dir": str(faces_dir), "cnn_epochs": 5, "device": "cpu",
+                                   "cnn_baselines": ["scratch"], "cnn_learning_rates": [0.01]}))
+    with pytest.raises(Ex4Error, match=r"cnn_epochs: 5 epochs x 6 training images = 30 image passes per run; "
+                                       r"the limit is 24"):
+        experiments.run("cnn", values, store=Store(tmp_path / "store"))
+    assert not trained and not Store(tmp_path / "store").entries()
+    section7.check_image_passes(4, 6)  # at the limit: accepted

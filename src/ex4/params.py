@@ -36,6 +36,7 @@ MAX_ACTIVATIONS = 5 * 10**8  # rows per batch x depth x width of one step: 2 GB 
 MAX_CNN_IMAGE = 1_024  # side fed to the ResNet (the course: 224)
 MAX_CNN_BATCH = 4_096
 MAX_CNN_EPOCHS = 1_000
+MAX_CNN_IMAGE_PASSES = 10**7  # epochs x training images of one Section 7 run (the course: 1 x 1,400)
 XGB_RESIZE = 224  # the XGBoost pixels are cropped from images resized to this side
 MAX_MISTAKES = 100
 MAX_PROFILE_BYTES = 1_000_000  # a parameter profile is a short YAML file
@@ -254,7 +255,8 @@ SCHEMA: dict[str, Spec] = {
     "cnn_learning_rates": Spec([0.1, 0.01, 0.001, 0.0001, 0.00001], list_of(positive_float, unique=True),
                                "Adam learning rates of the torch baselines"),
     "cnn_batch_size": Spec(32, int_in(1, MAX_CNN_BATCH), f"batch size of the torch baselines (1..{MAX_CNN_BATCH:,})"),
-    "cnn_epochs": Spec(1, int_in(1, MAX_CNN_EPOCHS), f"epochs of the torch baselines (1..{MAX_CNN_EPOCHS:,})"),
+    "cnn_epochs": Spec(1, int_in(1, MAX_CNN_EPOCHS), f"epochs of the torch baselines (1..{MAX_CNN_EPOCHS:,}; "
+                                                     f"epochs x training images <= {MAX_CNN_IMAGE_PASSES:,})"),
     "cnn_image_size": Spec("auto", auto_or(int_in(16, MAX_CNN_IMAGE)),
                            "side fed to ResNet18; auto = 224 (course: resize 256, crop 224) for your own images, "
                            f"the native size (64) for the bundled stand-in (16..{MAX_CNN_IMAGE:,})"),

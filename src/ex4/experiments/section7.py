@@ -443,6 +443,17 @@ def use_all_cores() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
 
 
+def check_image_passes(epochs: int, n_train: int) -> None:
+    """Ex4Error before any training when epochs x training images exceeds `params.MAX_CNN_IMAGE_PASSES` (only
+    here, with the images counted, is the product known)."""
+    from ex4.params import MAX_CNN_IMAGE_PASSES
+
+    if epochs * n_train > MAX_CNN_IMAGE_PASSES:
+        raise Ex4Error(f"cnn_epochs: {epochs:,} epochs x {n_train:,} training images = {epochs * n_train:,} image "
+                       f"passes per run; the limit is {MAX_CNN_IMAGE_PASSES:,} (lower cnn_epochs or set "
+                       "cnn_train_subset)")
+
+
 def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     from ex4.train.device import cpu_description, pick_device
     from ex4.train.features import numerics, resize_side
@@ -466,6 +477,7 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     rows = train_subset_rows(reference.train.labels, params["cnn_train_subset"], params["seed"])
     images.train_rows = rows
     train_labels = reference.train.labels if rows is None else reference.train.labels[rows]
+    check_image_passes(params["cnn_epochs"], len(train_labels))
     setup = Setup(params, device, how, images)
     setup.timings["decode"] = time.perf_counter() - started
 
