@@ -1,0 +1,83 @@
+"""`seed_repeats`: every Section 6 run trained for seeds seed..seed+N-1, each stored under its own key.
+
+Raising N trains only the new seed's runs; a seed's result is the result that seed gives alone (the same key,
+the same numbers); N = 1 is exactly `run`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ex4 import params
+from ex4.errors import Ex4Error
+from ex4.experiments import run, run_seeds
+from ex4.experiments import section6 as s6
+from ex4.experiments.seeds import seeds_of
+from ex4.store import Store
+from test_mlp_experiments import TINY, write_cities
+
+SECTION6 = list(s6.RUN_SPECS)
+
+
+@pytest.fixture(scope="module")
+def cities(tmp_path_factory):
+    return write_cities(tmp_path_factory.mktemp("cities") / "europe")
+
+
+def trained_runs(monkeypatch) -> list[int]:
+    """Counts the runs the engine trains, call by call."""
+    calls: list[int] = []
+    original = s6.train_runs
+
+    def counting(specs, *args, **kwargs):
+        calls.append(len(specs))
+        return original(specs, *args, **kwargs)
+
+    monkeypatch.setattr(s6, "train_runs", counting)
+    return calls
+
+
+def test_raising_the_repeats_trains_only_the_new_seed(cities, tmp_path, monkeypatch):
+    store = Store(tmp_path / "store")
+    values = params.resolve(("test", {**TINY, "europe_dir": str(cities), "mlp_engine": "kernel"}))
+    calls = trained_runs(monkeypatch)
+    two = run_seeds(SECTION6, {**values, "seed_repeats": 2}, store)
+    runs_per_seed = sum(calls)
+    assert runs_per_seed > 0 and runs_per_seed % 2 == 0
+    assert all(len(outcomes) == 2 for outcomes in two.values())
+    assert all([o.result["seed"] for o in outcomes] == [0, 1] for outcomes in two.values())
+    calls.clear()
+    three = run_seeds(SECTION6, {**values, "seed_repeats": 3}, store)
+    assert sum(calls) == runs_per_seed // 2  # only seed 2's runs
+    for name in SECTION6:
+        assert [o.key for o in three[name][:2]] == [o.key for o in two[name]]
+        assert [o.result["seed"] for o in three[name]] == [0, 1, 2]
+        assert three[name][2].result["runs"] != three[name][1].result["runs"]  # another seed, other numbers
+    calls.clear()
+    again = run_seeds(SECTION6, {**values, "seed_repeats": 3}, store)
+    assert calls == [] and all(o.hit for outcomes in again.values() for o in outcomes)
+
+
+def test_a_seed_over_seeds_is_that_seed_alone(cities, tmp_path):
+    """Seed 1 trained among three seeds has the key and numbers of seed 1 trained on its own (N = 1)."""
+    values = params.resolve(("test", {**TINY, "europe_dir": str(cities), "mlp_engine": "kernel"}))
+    many = run_seeds(SECTION6, {**values, "seed_repeats": 3}, Store(tmp_path / "many"))
+    for name in ("mlp-lr", "mlp-shapes", "mlp-gradients"):
+        alone = run(name, {**values, "seed": 1}, Store(tmp_path / "alone"))
+        assert many[name][1].key == alone.key
+        assert many[name][1].result["runs"] == alone.result["runs"]
+
+
+def test_one_repeat_is_run_itself(cities, tmp_path):
+    values = params.resolve(("test", {**TINY, "europe_dir": str(cities)}))
+    store = Store(tmp_path / "store")
+    [outcome] = run_seeds("mlp-lr", values, store)["mlp-lr"]
+    assert outcome.key == run("mlp-lr", values, store).key
+    assert seeds_of({"seed": 7, "seed_repeats": 3}) == [7, 8, 9]
+
+
+def test_repeats_are_checked_at_the_edge():
+    with pytest.raises(Ex4Error, match="seed_repeats"):
+        params.resolve(("test", {"seed_repeats": 0}))
+    with pytest.raises(Ex4Error, match="last seed"):
+        params.resolve(("test", {"seed": params.MAX_SEED, "seed_repeats": 2}))
