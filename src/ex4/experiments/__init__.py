@@ -169,11 +169,13 @@ def run(name: str, values: dict[str, Any], store: Store | None = None) -> Outcom
 def run_seeds(names: str | Sequence[str], values: dict[str, Any], store: Store | None = None
               ) -> dict[str, list[Outcome]]:
     """Results of each experiment in `names` for every seed of `values` (`seed`, …, `seed` + `seed_repeats` − 1),
-    in seed order: one `run` per seed, each under the key that experiment has for that seed alone.
+    in seed order: one `run` per seed, each under the key that experiment has for that seed alone. An experiment
+    that is not repeated over seeds (`ex4.experiments.seeds.repeated`: Section 7 for now) gives one result, for
+    the first seed.
 
     With `seed_repeats` 1 this is `run` itself. With more, the missing Section 6 runs of every seed are trained
     first, together (`ex4.experiments.seeds.prefetch`), and each seed's result is then assembled from them."""
-    from ex4.experiments.seeds import prefetch, seeds_of, with_seed
+    from ex4.experiments.seeds import prefetch, repeated, seeds_of, with_seed
 
     names = [names] if isinstance(names, str) else list(names)
     seeds = seeds_of(values)
@@ -181,7 +183,8 @@ def run_seeds(names: str | Sequence[str], values: dict[str, Any], store: Store |
         return {name: [run(name, values, store)] for name in names}
     store = store or Store()
     prefetch(names, values, store)
-    return {name: [run(name, with_seed(values, seed), store) for seed in seeds] for name in names}
+    return {name: [run(name, with_seed(values, seed), store) for seed in seeds] if repeated(name)
+            else [run(name, values, store)] for name in names}
 
 
 def unchanged_data(computed: Any, before: dict[Path, str]) -> Any:

@@ -34,6 +34,14 @@ def with_seed(values: Mapping[str, Any], seed: int) -> dict[str, Any]:
     return {**values, "seed": int(seed), "seed_repeats": 1}
 
 
+def repeated(name: str) -> bool:
+    """Whether experiment `name` is computed once per seed: Section 6's (cheap, stored run by run). Section 7's
+    `cnn` is not repeated yet: it is computed once, for the first seed."""
+    from ex4.experiments.section6 import RUN_SPECS
+
+    return name in RUN_SPECS
+
+
 def prefetch(names: Sequence[str], values: Mapping[str, Any], store: Store) -> int:
     """Train (and store, run by run) every missing run of the Section 6 experiments among `names` for every
     seed of `values`; returns how many runs were trained. Other experiments, and Section 6 on the torch
