@@ -26,8 +26,9 @@ def renderer_name() -> str:
 
 
 def _over_seeds(value: Any) -> bool:
-    """A number over several seeds (`ex4.analysis.seeds.Spread` with more than one value)."""
-    return hasattr(value, "low") and hasattr(value, "high") and not value.single
+    """A number over several seeds that differs between them (`ex4.analysis.seeds.Spread`); one that is the
+    same in every seed is written once."""
+    return hasattr(value, "low") and hasattr(value, "high") and not value.single and value.low != value.high
 
 
 def _mean(value: Any) -> Any:
