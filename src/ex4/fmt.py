@@ -62,7 +62,8 @@ def num(value: Any, digits: int = 3) -> str:
     """Compact numbers for prose: integers with thousands separators, floats to `digits` significant digits;
     over seeds the mean and the min–max range: '1.23 (1.2–1.25)'."""
     if _over_seeds(value):
-        return f"{num(value.mean, digits)} ({num(value.low, digits)}–{num(value.high, digits)})"
+        mean = round(value.mean) if abs(value.mean) >= 10 ** digits else value.mean  # 5,430, not 5.43e+03
+        return f"{num(mean, digits)} ({num(value.low, digits)}–{num(value.high, digits)})"
     value = _mean(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
