@@ -81,3 +81,25 @@ def test_repeats_are_checked_at_the_edge():
         params.resolve(("test", {"seed_repeats": 0}))
     with pytest.raises(Ex4Error, match="last seed"):
         params.resolve(("test", {"seed": params.MAX_SEED, "seed_repeats": 2}))
+
+
+@pytest.mark.slow
+def test_seeds_on_dask_go_out_as_one_sweep_and_match_the_local_runs(cities, tmp_path):
+    pytest.importorskip("distributed")
+    from ex4.executor import close_all, executor_for
+    from test_executor import without_timings
+
+    values = params.resolve(("test", {**TINY, "europe_dir": str(cities), "mlp_engine": "kernel", "seed_repeats": 2}))
+    local = run_seeds(["mlp-lr", "mlp-epochs"], values, Store(tmp_path / "local"))
+    cluster = executor_for("dask", "local:1")
+    try:
+        before = cluster.submitted
+        remote = run_seeds(["mlp-lr", "mlp-epochs"], {**values, "executor": "dask", "dask_scheduler": "local:1"},
+                           Store(tmp_path / "dask"))
+        runs = len(local["mlp-lr"][0].result["runs"]) + len(local["mlp-epochs"][0].result["runs"])
+        assert cluster.submitted - before == 2 * runs  # every run of both seeds, as tasks of one sweep
+        for name in local:
+            assert [o.key for o in remote[name]] == [o.key for o in local[name]]
+            assert [without_timings(o.result) for o in remote[name]] == [without_timings(o.result) for o in local[name]]
+    finally:
+        close_all()
