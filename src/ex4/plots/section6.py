@@ -95,8 +95,7 @@ def seeds_note(results: Sequence[Mapping[str, Any]]) -> str:
     """The caption line of a figure over several seeds (empty for one)."""
     if len(results) < 2:
         return ""
-    seeds = [int(result["seed"]) for result in results]
-    return f"median over seeds {seeds[0]}–{seeds[-1]} ({len(seeds)} seeds), band: min–max"
+    return f"median over the {len(results)} seeds, band: min–max"
 
 
 # ---- 6.1 -------------------------------------------------------------------------------------------------
