@@ -6,6 +6,8 @@ the same numbers); N = 1 is exactly `run`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ex4 import params
@@ -103,3 +105,21 @@ def test_seeds_on_dask_go_out_as_one_sweep_and_match_the_local_runs(cities, tmp_
             assert [without_timings(o.result) for o in remote[name]] == [without_timings(o.result) for o in local[name]]
     finally:
         close_all()
+
+
+def test_the_command_line_runs_every_seed(cities, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    settings = [f"{name}={json.dumps(value)}" for name, value in {**TINY, "europe_dir": str(cities)}.items()]
+    command = [sys.executable, "-m", "ex4.cli", "--store", str(tmp_path / "store"), "run", "mlp-epochs", "--json",
+               *(item for setting in settings for item in ("--set", setting)), "--set", "seed_repeats=2"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(s6.__file__).parents[2]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert [entry["seed"] for entry in printed] == [0, 1] and printed[0]["key"] != printed[1]["key"]
+    assert "mlp-epochs (seed 1): result" in done.stderr
