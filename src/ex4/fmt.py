@@ -72,17 +72,6 @@ def num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def seeds_count(holds: Any) -> str:
-    """A count of seeds: 'all 5 seeds', '3 of 5 seeds', 'none of the 5 seeds' (one seed: 'the one seed')."""
-    if holds.n == 1:
-        return "the one seed"
-    if holds.k == holds.n:
-        return f"all {holds.n} seeds"
-    if holds.k == 0:
-        return f"none of the {holds.n} seeds"
-    return f"{holds.k} of {holds.n} seeds"
-
-
 def format_lr(lr: float) -> str:
     """0.1, 0.01, 0.001, 1e-4, 1e-5, 3e-4, 0.0005 -> short, unambiguous text (Section 7's rates and run labels)."""
     text = f"{lr:.6g}"
