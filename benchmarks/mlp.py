@@ -129,15 +129,22 @@ def accuracy_at(history: list, epoch: int) -> float:
 
 
 def cpu_model() -> str:
+    """The CPU's model name and the vector extensions the compiled kernel can use (from /proc/cpuinfo)."""
+    model, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    import platform
+    if not model:
+        import platform
 
-    return platform.processor() or "unknown CPU"
+        model = platform.processor() or "unknown CPU"
+    shown = [flag for flag in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
+    return f"{model} (flags: {' '.join(shown) or 'not known'})"
 
 
 def time_seeds(repeats: int, europe_dir: str | None, profile: str | None) -> int:
