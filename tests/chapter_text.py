@@ -69,7 +69,10 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
         return Outcome(experiment=name, key=f"synthetic-{name}", result=result,
                        tensors=dict(stored), hit=True, meta={"synthetic": True})
 
-    shell = InteractiveShell.instance()
+    import sys
+
+    main_module = sys.modules.get("__main__")  # IPython puts its own in its place; put it back when done, or a
+    shell = InteractiveShell.instance()        # later test that starts worker processes (Dask) cannot spawn them
     shell.reset(new_session=True)
     import matplotlib
 
@@ -113,4 +116,6 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
     finally:
         ex4.experiments.run, ex4.experiments.seeds.prefetch = saved_run, saved_prefetch
         shell.reset(new_session=True)
+        if main_module is not None:
+            sys.modules["__main__"] = main_module
     return "\n\n".join(piece.strip("\n") for piece in pieces)
