@@ -93,6 +93,8 @@ def test_seeds_on_dask_go_out_as_one_sweep_and_match_the_local_runs(cities, tmp_
 
     values = params.resolve(("test", {**TINY, "europe_dir": str(cities), "mlp_engine": "kernel", "seed_repeats": 2}))
     local = run_seeds(["mlp-lr", "mlp-epochs"], values, Store(tmp_path / "local"))
+    # one worker process with every core as a thread: two tasks train at once in one process, which is where
+    # runs drawing their initial weights from torch's global generator at the same time would part ways
     cluster = executor_for("dask", "local:1")
     try:
         before = cluster.submitted
