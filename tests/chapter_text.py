@@ -21,6 +21,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import ex4.experiments
+import ex4.experiments.seeds
 from ex4.render.notebook import SETUP_TAG, build_notebook
 from ex4.render.qmd import parse_qmd
 from ex4.store import Outcome
@@ -45,6 +46,9 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
                  skip: Callable[[dict[str, Any]], bool] | None = None, tensors: Mapping[str, dict] | None = None) -> str:
     """The Markdown text of chapter `qmd` when experiment `name` returns `results[name]`.
 
+    `results[name]` may be a list: one result per seed, the chapter's first seed (`params["seed"]`, else 0)
+    first (with `tensors[name]` a list alike, or one mapping for every seed); set `seed_repeats` in `params`.
+
     `params` overrides values of the chapter's parameters cell (as Papermill would inject them). `skip` gets a
     cell's options and says whether to leave it out (default: figure cells). `tensors` optionally gives an
     experiment's stored tensors.
@@ -54,11 +58,17 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
     skip = skip or (lambda options: str(options.get("label", "")).startswith("fig-"))
     options_by_index = {index: cell.options for index, cell in enumerate(chapter.cells)}
 
+    first_seed = int((params or {}).get("seed", 0))
+
     def fake_run(name: str, values: Mapping[str, Any], store: Any = None) -> Outcome:
         if name not in results:
             raise AssertionError(f"{Path(qmd).name} asked for experiment '{name}', not among the synthetic results")
-        return Outcome(experiment=name, key=f"synthetic-{name}", result=results[name],
-                       tensors=dict((tensors or {}).get(name, {})), hit=True, meta={"synthetic": True})
+        result, stored = results[name], (tensors or {}).get(name, {})
+        if isinstance(result, (list, tuple)):  # one result per seed, from the chapter's first seed on
+            offset = int(values["seed"]) - first_seed
+            result, stored = result[offset], stored[offset] if isinstance(stored, (list, tuple)) else stored
+        return Outcome(experiment=name, key=f"synthetic-{name}", result=result,
+                       tensors=dict(stored), hit=True, meta={"synthetic": True})
 
     # IPython installs its own `__main__` (without `__spec__`, which multiprocessing's spawn needs): put it back
     saved_main = sys.modules["__main__"]
@@ -67,8 +77,9 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
     import matplotlib
 
     matplotlib.use("Agg")
-    saved_run = ex4.experiments.run
+    saved_run, saved_prefetch = ex4.experiments.run, ex4.experiments.seeds.prefetch
     ex4.experiments.run = fake_run
+    ex4.experiments.seeds.prefetch = lambda *args, **kwargs: 0  # nothing to train: the results are given
     pieces: list[str] = []
     try:
         for cell in notebook.cells:
@@ -103,7 +114,7 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
             if shown:
                 pieces.append(shown)
     finally:
-        ex4.experiments.run = saved_run
+        ex4.experiments.run, ex4.experiments.seeds.prefetch = saved_run, saved_prefetch
         shell.reset(new_session=True)
         sys.modules["__main__"] = saved_main
     return "\n\n".join(piece.strip("\n") for piece in pieces)

@@ -88,8 +88,15 @@ def test_a_chapter_declares_every_parameter_of_the_experiments_it_runs(chapter):
     declared = set(chapter_values(chapter))
     relative = str(chapter.relative_to(ROOT))
     names = re.findall(r"\brun\(\s*[\"']([\w-]+)[\"']", code)
-    if re.search(r"\brun\(\s*name\b", code) and "registry()" in code:  # every experiment, e.g. the front page
+    for listed in re.findall(r"\brun_seeds\(\s*\[([^\]]*)\]", code):  # run_seeds(["mlp-lr", ...], P)
+        names += re.findall(r"[\"']([\w-]+)[\"']", listed)
+    every = re.search(r"\brun\(\s*name\b", code) or re.search(r"\brun_seeds\(\s*list\(registry\(\)\)", code)
+    if every and "registry()" in code:  # every experiment, e.g. the front page
         names = list(experiments)
+    if re.search(r"\brun(_seeds)?\(", code):
+        assert names, f"{relative} runs experiments this test cannot name: teach it the new call"
+    if "run_seeds(" in code:
+        assert "seed_repeats" in declared, f"{relative} runs over seeds but does not declare seed_repeats"
     for name in names:
         missing = [param for param in experiments[name].params if param not in declared]
         assert missing == [], f"{relative} runs '{name}' but does not declare {missing}: a profile could not set them"

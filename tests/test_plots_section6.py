@@ -91,3 +91,30 @@ def test_gradient_norms_draw_zeros_at_the_floor_on_a_log_axis():
     assert labelled(fig) and all(ax.get_yscale() == "log" for ax in fig.axes)
     plain_layer0 = fig.axes[0].get_lines()[0]
     assert list(plain_layer0.get_ydata()) == [1e-11, 1e-11]
+
+
+def test_curves_over_seeds_are_a_median_in_a_min_max_band_and_trends_carry_error_bars():
+    from matplotlib.collections import PolyCollection
+
+    def lr_result(seed, loss):
+        result = fake_result("mlp-lr", [fake_run("lr=0.01", {"val_loss": loss}, lr=0.01),
+                                        fake_run("lr=1", {"val_loss": [2.0, 1.0, 1.0]}, lr=1.0,
+                                                 diverged_epoch=3 if seed == 1 else None)])
+        return {**result, "seed": seed}
+
+    seeds = [lr_result(0, [2.0, 1.5, 1.0]), lr_result(1, [2.0, 1.7, 1.4]), lr_result(2, [2.0, 1.6, 1.2])]
+    fig = plots.learning_rate_curves(seeds[0], outcomes=[OUTCOME], seeds=seeds)
+    ax = fig.axes[0]
+    band = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(band) == 2  # one band per rate
+    median = next(line for line in ax.get_lines() if line.get_label() == "lr = 0.01")
+    assert list(median.get_ydata()) == [2.0, 1.6, 1.2]
+    assert any("diverged in 1 of 3 seeds" in text.get_text() for text in ax.get_legend().get_texts())
+    assert "median over the 3 seeds, band: min–max" in texts(fig)
+    one = plots.learning_rate_curves(seeds[0], outcomes=[OUTCOME], seeds=seeds[:1])
+    assert not [c for c in one.axes[0].collections if isinstance(c, PolyCollection)] and "median" not in texts(one)
+
+    shapes = [fake_shapes_result() for _ in range(2)]
+    shapes[1]["runs"][0]["history"]["val_acc"][-1] = 0.2  # 1x16: 40 % in one seed, 20 % in the other
+    fig = plots.accuracy_trend(shapes[0], shapes[0]["depth_series"], "depth", seeds=shapes)
+    assert fig.axes[0].containers and "bars: min–max" in texts(fig)  # errorbar containers

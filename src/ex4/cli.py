@@ -49,7 +49,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ex4 import params
-    from ex4.experiments import registry, run
+    from ex4.experiments import registry, run_seeds
     from ex4.store import Store, json_safe
 
     if args.experiment == "list":
@@ -59,12 +59,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     values = params.resolve_cli(args.params, args.set or [])
     names = list(registry()) if args.experiment == "all" else [args.experiment]
     outputs = []
-    for name in names:
-        outcome = run(name, values, Store(args.store) if args.store else None)
-        state = "stored" if outcome.hit else f"computed in {outcome.wall_time:.1f} s"
-        print(f"{name}: result {outcome.key} ({state})", file=sys.stderr)
-        outputs.append({"experiment": name, "key": outcome.key, "stored": outcome.hit,
-                        "runs": outcome.result.get("runs", [])})
+    for name in names:  # with seed_repeats > 1, a result per seed (Section 6)
+        outcomes = run_seeds(name, values, Store(args.store) if args.store else None)[name]
+        for outcome in outcomes:
+            state = "stored" if outcome.hit else f"computed in {outcome.wall_time:.1f} s"
+            seed = f" (seed {outcome.result.get('seed')})" if len(outcomes) > 1 else ""
+            print(f"{name}{seed}: result {outcome.key} ({state})", file=sys.stderr)
+            outputs.append({"experiment": name, "key": outcome.key, "stored": outcome.hit,
+                            **({"seed": outcome.result.get("seed")} if len(outcomes) > 1 else {}),
+                            "runs": outcome.result.get("runs", [])})
     if args.json:
         payload = outputs[0] if len(outputs) == 1 else outputs
         print(json.dumps(json_safe(payload), indent=1))

@@ -25,23 +25,46 @@ def renderer_name() -> str:
     return os.environ.get("EX4_RENDERER", "unknown (run outside ex4 render / quarto render)")
 
 
-def pct(value: float | None, digits: int = 1) -> str:
-    """0.8123 -> '81.2 %' (a no-break space, so a table cell or line never splits it); missing/NaN -> 'n/a'."""
+def _over_seeds(value: Any) -> bool:
+    """A number over several seeds that differs between them (`ex4.analysis.seeds.Spread`); one that is the
+    same in every seed is written once."""
+    return hasattr(value, "low") and hasattr(value, "high") and not value.single and value.low != value.high
+
+
+def _mean(value: Any) -> Any:
+    return value.mean if hasattr(value, "low") and hasattr(value, "high") else value
+
+
+def pct(value: Any, digits: int = 1) -> str:
+    """0.8123 -> '81.2 %' (a no-break space, so a table cell or line never splits it); missing/NaN -> 'n/a'.
+    A number over seeds (a `Spread`) -> its mean and its min–max range: '81.2 % (80.1–82.0)'."""
+    if _over_seeds(value):
+        return f"{pct(value.mean, digits)} ({100 * value.low:.{digits}f}–{100 * value.high:.{digits}f})"
+    value = _mean(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{100 * value:.{digits}f}\u00a0%"
 
 
-def pp(value: float, digits: int = 1) -> str:
-    """A difference of two accuracies in percentage points, signed ("+0.0 pp", never "-0.0 pp")."""
-    points = 100 * value
+def pp(value: Any, digits: int = 1) -> str:
+    """A difference of two accuracies in percentage points, signed ("+0.0 pp", never "-0.0 pp"); over seeds
+    its mean and min–max range: '+3.1 pp (−0.5 to +6.0)'."""
+    if _over_seeds(value):
+        low, high = (pp(v, digits).removesuffix("\u00a0pp") for v in (value.low, value.high))
+        return f"{pp(value.mean, digits)} ({low} to {high})"
+    points = 100 * _mean(value)
     if round(points, digits) == 0:
         points = 0.0
     return f"{points:+.{digits}f}\u00a0pp"
 
 
-def num(value: float | int | None, digits: int = 3) -> str:
-    """Compact numbers for prose: integers with thousands separators, floats to `digits` significant digits."""
+def num(value: Any, digits: int = 3) -> str:
+    """Compact numbers for prose: integers with thousands separators, floats to `digits` significant digits;
+    over seeds the mean and the min–max range: '1.23 (1.2–1.25)'."""
+    if _over_seeds(value):
+        mean = round(value.mean) if abs(value.mean) >= 10 ** digits else value.mean  # 5,430, not 5.43e+03
+        return f"{num(mean, digits)} ({num(value.low, digits)}–{num(value.high, digits)})"
+    value = _mean(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1):

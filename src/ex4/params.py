@@ -24,6 +24,7 @@ BASELINES = ("xgboost", "scratch", "linear_probe", "sklearn_probe", "finetune")
 # README.md ("Limits") lists them.
 MAX_INT = 2**31 - 1  # any count: beyond it no real setting lies (and int32 libraries overflow)
 MAX_SEED = 2**31 - 1  # numpy (< 2**32), torch, scikit-learn and XGBoost all accept 0..2**31-1
+MAX_SEED_REPEATS = 64  # seeds per run (the course: 1); each one trains every run once more
 MAX_EPOCHS = 10_000  # per run (the course: 1-100)
 MAX_DEPTH = 1_000  # hidden layers (the course: 1-100)
 MAX_WIDTH = 1_024  # units per hidden layer (the course: 4-64)
@@ -201,6 +202,9 @@ def _check_scheduler(value: Any) -> str:
 SCHEMA: dict[str, Spec] = {
     # shared
     "seed": Spec(0, int_in(0, MAX_SEED), f"seed for numpy and torch (0..{MAX_SEED:,})"),
+    "seed_repeats": Spec(1, int_in(1, MAX_SEED_REPEATS),
+                         "Section 6: train every run for the seeds seed, seed+1, ..., seed+N-1 and say in how many of "
+                         f"them each claim holds (1..{MAX_SEED_REPEATS}; 1 = the course's single run)"),
     "europe_dir": Spec(None, directory_or_default, "course-format city CSVs; null = bundled GeoNames set"),
     "faces_dir": Spec(None, directory_or_default, "ImageFolder tree of real/fake images; null = bundled stand-in"),
     "device": Spec("auto", choice("auto", "cpu", "cuda"), "torch device; auto = cuda when available"),
@@ -334,6 +338,9 @@ def check_value(name: str, value: Any, source: str) -> Any:
 
 
 def _check_together(values: Mapping[str, Any], source: str) -> None:
+    if values["seed"] + values["seed_repeats"] - 1 > MAX_SEED:
+        raise Ex4Error(f"{source}: parameters 'seed' = {values['seed']} and 'seed_repeats' = "
+                       f"{values['seed_repeats']}: the last seed, seed + seed_repeats - 1, would exceed {MAX_SEED:,}")
     if values["mlp_batch_norm"] and values["mlp_batch_size"] == 1:
         raise Ex4Error(f"{source}: parameter 'mlp_batch_norm' = true needs 'mlp_batch_size' > 1 "
                        "(batch norm of a single sample is undefined)")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from ex4.analysis.seeds import Holds, Spread, over_seeds, spread
 from ex4.analysis.section6 import beats_majority
 from ex4.store import Outcome
 
@@ -49,4 +50,45 @@ def answers(outcomes: Mapping[str, Outcome], majority: float | None = None) -> d
         final = best["final"]
         learned = None if name in RANKED_ON_TEST else beats_majority(final.get("val_acc"), majority)
         out[name] = Answer(name, best["label"], final.get("val_acc"), final.get("test_acc"), outcome.key, learned)
+    return out
+
+
+@dataclass(frozen=True)
+class SeedAnswer:
+    """The best run of one experiment over seeds: the setting most seeds rank best, in how many seeds it is best,
+    and its accuracies over the seeds (mean, min–max)."""
+
+    experiment: str
+    best: str  # the run's label: the best one in most seeds (the earliest seed's among equals)
+    holds: Holds  # seeds in which `best` is the best run
+    val_acc: Spread | None  # of the run `best`, over every seed
+    test_acc: Spread | None
+    key: str  # the store key of the first seed's result
+    learned: bool | None  # Section 6: `best` beats the most common country in most seeds; None when not judged
+    learned_holds: Holds  # seeds in which it does (or, when `learned` is False, does not)
+    seeds: tuple[int, ...]
+
+
+def answers_over_seeds(outcomes: Mapping[str, Sequence[Outcome]], majority: float | None = None
+                       ) -> dict[str, SeedAnswer]:
+    """`answers` for each seed's outcome of every experiment (first seed first), summed up over the seeds. An
+    experiment computed for one seed only gives counts of 1 of 1."""
+    out = {}
+    for name, per_seed in outcomes.items():
+        seeds = [int(outcome.result.get("seed", index)) for index, outcome in enumerate(per_seed)]
+        found = [answers({name: outcome}, majority).get(name) for outcome in per_seed]
+        if any(answer is None for answer in found):
+            continue
+        runs = over_seeds(seeds, [{run["label"]: run for run in outcome.result["runs"]} for outcome in per_seed])
+        by_seed = over_seeds(seeds, found)
+        best, holds = by_seed.mode(lambda answer: answer.best)
+
+        def final(metric_name: str) -> Spread | None:
+            return spread(runs_of.get(best, {}).get("final", {}).get(metric_name) for runs_of in runs.facts)
+
+        learned_each = [None if name in RANKED_ON_TEST else beats_majority(
+            runs_of.get(best, {}).get("final", {}).get("val_acc"), majority) for runs_of in runs.facts]
+        learned, learned_holds = over_seeds(seeds, learned_each).mode(lambda value: value)
+        out[name] = SeedAnswer(name, best, holds, final("val_acc"), final("test_acc"), per_seed[0].key, learned,
+                               learned_holds, tuple(seeds))
     return out

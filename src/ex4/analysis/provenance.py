@@ -67,6 +67,15 @@ class BuildRecords:
                 for entry in self.entries for name, value in sorted((entry.get("params") or {}).items())]
         return pd.DataFrame(rows, columns=["experiment", "parameter", "value"])
 
+    def seeds(self) -> dict[str, list[int]]:
+        """experiment -> the seeds of its results in this build (several when `seed_repeats` > 1)."""
+        out: dict[str, set[int]] = {}
+        for entry in self.entries:
+            seed = (entry.get("params") or {}).get("seed")
+            if seed is not None:
+                out.setdefault(entry.get("experiment", "?"), set()).add(int(seed))
+        return {name: sorted(seeds) for name, seeds in out.items()}
+
     def data_rows(self) -> pd.DataFrame:
         """folder, file (None: all files together), sha256 -- each data folder once."""
         rows, seen = [], set()

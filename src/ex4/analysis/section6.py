@@ -178,6 +178,10 @@ class LearningRateFacts:
     def smallest(self) -> RateRun:
         return min(self.runs, key=lambda run: run.lr)
 
+    def at(self, lr: float) -> RateRun:
+        """The run at learning rate `lr` (to follow one rate over seeds)."""
+        return next(run for run in self.runs if run.lr == lr)
+
     @property
     def best_learned(self) -> bool:
         return self.best is not None and self.best.verdict == RateVerdict.LEARNED
@@ -390,6 +394,10 @@ class BatchSizeFacts:
     def best(self) -> BatchSizeRow:
         return max(self.rows, key=lambda row: -1.0 if row.final_val_acc is None else row.final_val_acc)
 
+    def at(self, batch_size: int) -> BatchSizeRow:
+        """The row of one batch size (to follow it over seeds)."""
+        return next(row for row in self.rows if row.batch_size == batch_size)
+
     @property
     def most_steps(self) -> BatchSizeRow:
         return max(self.rows, key=lambda row: row.total_steps)
@@ -575,6 +583,10 @@ class ShapeFacts:
     depth: Trend
     width: Trend
     input_dimension: int
+
+    def row(self, label: str) -> ShapeRow:
+        """The row of one shape (to follow it over seeds)."""
+        return next(row for row in self.rows if row.label == label)
 
     @property
     def within_bound(self) -> list[ShapeRow]:

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ex4.errors import Ex4Error
 from ex4.hashing import file_digest, fingerprint_digests
@@ -164,6 +164,27 @@ def run(name: str, values: dict[str, Any], store: Store | None = None) -> Outcom
     )
     log_outcome(outcome)
     return outcome
+
+
+def run_seeds(names: str | Sequence[str], values: dict[str, Any], store: Store | None = None
+              ) -> dict[str, list[Outcome]]:
+    """Results of each experiment in `names` for every seed of `values` (`seed`, …, `seed` + `seed_repeats` − 1),
+    in seed order: one `run` per seed, each under the key that experiment has for that seed alone. An experiment
+    that is not repeated over seeds (`ex4.experiments.seeds.repeated`: Section 7 for now) gives one result, for
+    the first seed.
+
+    With `seed_repeats` 1 this is `run` itself. With more, the missing Section 6 runs of every seed are trained
+    first, together (`ex4.experiments.seeds.prefetch`), and each seed's result is then assembled from them."""
+    from ex4.experiments.seeds import prefetch, repeated, seeds_of, with_seed
+
+    names = [names] if isinstance(names, str) else list(names)
+    seeds = seeds_of(values)
+    if len(seeds) == 1:
+        return {name: [run(name, values, store)] for name in names}
+    store = store or Store()
+    prefetch(names, values, store)
+    return {name: [run(name, with_seed(values, seed), store) for seed in seeds] if repeated(name)
+            else [run(name, values, store)] for name in names}
 
 
 def unchanged_data(computed: Any, before: dict[Path, str]) -> Any:

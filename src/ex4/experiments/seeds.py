@@ -1,0 +1,130 @@
+"""Runs over several seeds (`seed_repeats`): the same experiment for the seeds seed, seed+1, ..., seed+N-1.
+
+A result over N seeds is N results of the experiment as it always was, one per seed, each stored under the key
+it has with that seed alone (`seed` is in every key; `seed_repeats` is in none). So N = 1 is exactly the
+book as it was, raising N computes only the new seeds, and lowering it reads what is stored.
+
+On the kernel engine the runs of every seed are trained before any experiment asks for them (`prefetch`):
+every missing run of the named Section 6 experiments, each stored as one "mlp-run" exactly as the experiment
+itself would store it (`ex4.experiments.section6._train`), so the experiments then assemble their results from
+the store. Locally, the missing runs of one seed train in one call of the engine, which shares their groups
+out over the cores; on a Dask executor every missing run of every seed is one task of one sweep.
+
+This module changes no stored result: Section 6's own module (whose source is part of every run's key) is
+untouched by the seeds, so the keys of results stored before seeds existed still hold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any, Mapping, Sequence
+
+from ex4.errors import Ex4Error
+from ex4.store import Store
+
+
+def seeds_of(values: Mapping[str, Any]) -> list[int]:
+    """The seeds a result is computed for: `seed`, `seed`+1, …, `seed` + `seed_repeats` − 1."""
+    first, repeats = int(values["seed"]), int(values.get("seed_repeats", 1))
+    return [first + offset for offset in range(repeats)]
+
+
+def with_seed(values: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """`values` for one seed: that seed, and one repeat (what an experiment computes for one seed alone)."""
+    return {**values, "seed": int(seed), "seed_repeats": 1}
+
+
+def repeated(name: str) -> bool:
+    """Whether experiment `name` is computed once per seed: Section 6's (cheap, stored run by run). Section 7's
+    `cnn` is not repeated yet: it is computed once, for the first seed."""
+    from ex4.experiments.section6 import RUN_SPECS
+
+    return name in RUN_SPECS
+
+
+def prefetch(names: Sequence[str], values: Mapping[str, Any], store: Store) -> int:
+    """Train (and store, run by run) every missing run of the Section 6 experiments among `names` for every
+    seed of `values`; returns how many runs were trained. Other experiments, and Section 6 on the torch
+    engine (whose runs are not stored one by one), are left to `ex4.experiments.run`."""
+    from ex4.experiments import data_dir_and_files
+    from ex4.experiments import section6 as s6
+    from ex4.executor import Task, executor_for
+    from ex4.hashing import file_digest, fingerprint_digests
+
+    names = [name for name in names if name in s6.RUN_SPECS]
+    if not names or s6.training_engine(values) != "kernel":
+        return 0
+    folder, files = data_dir_and_files("europe", dict(values))
+    data = fingerprint_digests(((path, file_digest(path)) for path in files), root=folder)
+    engine_identity = s6._engine_identity("kernel")
+    executor = executor_for(values.get("executor", "local"), values.get("dask_scheduler", "local:1"))
+    if executor.distributed:
+        executor.check_store(store.root)
+    tasks, trained = [], 0
+    for seed in seeds_of(values):
+        p = with_seed(values, seed)
+        splits = None
+        missing: dict[str, tuple[Any, dict[str, Any]]] = {}  # store key -> (spec, identity)
+        for name in names:
+            if _refused(name, p):
+                continue  # the experiment stops with its own message when it is asked for
+            if splits is None:
+                from ex4.experiments import Context
+
+                splits, _ = s6.load_splits(Context(params=dict(p), data_dir=folder, store=store,
+                                                   data_fingerprint=data))
+            specs = s6.RUN_SPECS[name](p, splits.n_classes)
+            s6.check_run_sizes(specs, int(splits.y["train"].shape[0]), name)
+            for spec in specs:
+                identity = s6._run_identity(spec, p, engine_identity)
+                key = store.key_for("mlp-run", identity, data, s6.RUN_CODE)
+                if key not in missing and store.lookup("mlp-run", identity, data, s6.RUN_CODE) is None:
+                    missing[key] = (spec, identity)
+        if not missing:
+            continue
+        if executor.distributed:
+            split_params = {name: p[name] for name in s6.SPLIT_PARAMS}
+            tasks += [Task(key, train_run_task, (spec, split_params, str(folder), data, str(store.root), identity,
+                                                    "kernel"), f"seed {seed} {spec.label}")
+                      for key, (spec, identity) in missing.items()]
+            continue
+        # labels must be distinct within one call; the stored record does not carry the label
+        specs = [dataclasses.replace(spec, label=key) for key, (spec, _) in missing.items()]
+        results = s6.train_runs(specs, splits, seed=seed, progress=f"seed {seed}", engine="kernel")
+        for result, (spec, identity) in zip(results, missing.values()):
+            store.get_or_compute("mlp-run", identity, data, s6.RUN_CODE, lambda result=result: s6._run_record(result))
+        trained += len(results)
+    if tasks:
+        executor.compute(tasks, progress=f"{len(seeds_of(values))} seeds")
+        for task in tasks:
+            if store.load(task.key) is None:
+                raise Ex4Error(f"run {task.label} was reported done by the cluster but is not in the store at "
+                               f"{store.root}; is it on a filesystem every worker shares?")
+        trained += len(tasks)
+    return trained
+
+
+_TRAINING = threading.Lock()
+
+
+def train_run_task(*args: Any) -> str:
+    """A Dask task: `section6.train_run_task` (train one run, store it, return its key), one at a time per worker
+    process. A worker with several threads would otherwise train two runs at once, and `initial_model` draws the
+    initial weights from torch's global generator (seeded, then drawn), so the draws of two runs can interleave
+    and give a run other weights than its seed's: seen as a result that differs from the local one."""
+    from ex4.experiments import section6 as s6
+
+    with _TRAINING:
+        return s6.train_run_task(*args)
+
+
+def _refused(name: str, p: Mapping[str, Any]) -> bool:
+    """Whether the experiment refuses these parameters before training (batch norm over batches of one)."""
+    if name == "mlp-batchnorm":
+        return p["mlp_batch_size"] == 1
+    if name == "mlp-batch-size":
+        return bool(p["mlp_batch_norm"]) and 1 in p["mlp_batch_sizes"]
+    if name in ("mlp-shapes", "mlp-implicit"):
+        return bool(p["mlp_shapes_batch_norm"]) and p["mlp_shapes_batch_size"] == 1
+    return False
