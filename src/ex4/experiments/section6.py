@@ -21,6 +21,7 @@ predicted class over `grid_extent`, rows = latitude) where figures need them, `s
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,12 @@ SPLIT_PARAMS = ("seed", "device", "mlp_train_subset", "mlp_engine")
 _WORKER_SPLITS: dict[tuple, Splits] = {}
 
 
+# one training at a time per worker process: `initial_model` seeds torch's global generator and then draws the
+# initial weights from it, so two runs trained at once in a worker's threads could interleave their draws and give
+# a run other weights than its seed's
+_TRAINING = threading.Lock()
+
+
 def train_run_task(spec: RunSpec, split_params: dict[str, Any], data_dir: str, data: str, store_root: str,
                    identity: dict[str, Any], engine: str) -> str:
     """A Dask task: train one run and store it as "mlp-run" (unless it is stored already); returns its key.
@@ -231,7 +238,8 @@ def train_run_task(spec: RunSpec, split_params: dict[str, Any], data_dir: str, d
     splits = _WORKER_SPLITS[memo]
 
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
-        [result] = train_runs([spec], splits, seed=int(split_params["seed"]), progress=False, engine=engine)
+        with _TRAINING:
+            [result] = train_runs([spec], splits, seed=int(split_params["seed"]), progress=False, engine=engine)
         return _run_record(result)
 
     return store.get_or_compute("mlp-run", identity, data, RUN_CODE, compute).key

@@ -17,7 +17,6 @@ untouched by the seeds, so the keys of results stored before seeds existed still
 from __future__ import annotations
 
 import dataclasses
-import threading
 from typing import Any, Mapping, Sequence
 
 from ex4.errors import Ex4Error
@@ -85,7 +84,7 @@ def prefetch(names: Sequence[str], values: Mapping[str, Any], store: Store) -> i
             continue
         if executor.distributed:
             split_params = {name: p[name] for name in s6.SPLIT_PARAMS}
-            tasks += [Task(key, train_run_task, (spec, split_params, str(folder), data, str(store.root), identity,
+            tasks += [Task(key, s6.train_run_task, (spec, split_params, str(folder), data, str(store.root), identity,
                                                     "kernel"), f"seed {seed} {spec.label}")
                       for key, (spec, identity) in missing.items()]
             continue
@@ -103,20 +102,6 @@ def prefetch(names: Sequence[str], values: Mapping[str, Any], store: Store) -> i
                                f"{store.root}; is it on a filesystem every worker shares?")
         trained += len(tasks)
     return trained
-
-
-_TRAINING = threading.Lock()
-
-
-def train_run_task(*args: Any) -> str:
-    """A Dask task: `section6.train_run_task` (train one run, store it, return its key), one at a time per worker
-    process. A worker with several threads would otherwise train two runs at once, and `initial_model` draws the
-    initial weights from torch's global generator (seeded, then drawn), so the draws of two runs can interleave
-    and give a run other weights than its seed's: seen as a result that differs from the local one."""
-    from ex4.experiments import section6 as s6
-
-    with _TRAINING:
-        return s6.train_run_task(*args)
 
 
 def _refused(name: str, p: Mapping[str, Any]) -> bool:
