@@ -123,8 +123,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     overrides = dict(parse_assignment(text) for text in args.set or [])
     result = book.render_book(root, params_file=Path(args.params) if args.params else None,
                               out_dir=Path(args.out) if args.out else None, renderer=args.renderer,
-                              overrides=overrides, fresh=args.fresh)
-    print(f"book rendered by {result.renderer}: {result.html_index} and {result.pdf}")
+                              overrides=overrides, fresh=args.fresh,
+                              formats=("html",) if args.to == "html" else ("html", "pdf"))
+    made = f"{result.html_index} and {result.pdf}" if result.pdf else str(result.html_index)
+    print(f"book rendered by {result.renderer}: {made}")
     return 0
 
 
@@ -188,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", help="output folder of the book (default: <project>/_book)")
     render.add_argument("--fresh", action="store_true",
                         help="execute every chapter, ignoring the chapter cache (which is refreshed)")
+    render.add_argument("--to", choices=["all", "html"], default="all",
+                        help="html: the HTML pages only, no PDF (faster while writing)")
     render.set_defaults(handler=cmd_render)
 
     live = commands.add_parser("preview", help="serve the book on 127.0.0.1, re-render on every edit, reload the page")
