@@ -4,6 +4,14 @@ Figures become PNG files beside the Markdown; HTML tables (pandas) become Markdo
 text feeds both the HTML and the PDF; stderr and warnings are dropped unless a cell sets `warning: true`.
 A cell labelled `fig-…`/`tbl-…` is wrapped in a Div carrying its caption, which the cross-reference
 filter numbers.
+
+Why not nbconvert's `MarkdownExporter` with `TagRemovePreprocessor` and `ExtractOutputPreprocessor`: they would
+give another book. The exporter writes a notebook's cells, but the book is the chapter's *current* text with the
+executed values put back (a cached execution serves an edited chapter, see `ex4.render.cache`); Quarto's cell
+options (`echo`, `output: asis`, `include`, `warning`, `code-fold`, captions on labelled floats) have no
+preprocessor; pandas' HTML tables must become Markdown tables for the PDF; and the image widths come from the
+retina metadata. Tag removal here is one line (skip the setup, recorder and injected-parameters cells), so
+nbconvert (not otherwise a dependency) would add a package tree and replace almost nothing.
 """
 
 from __future__ import annotations
