@@ -81,7 +81,8 @@ class BuildState:
 
     def special(self) -> dict[str, str]:
         """Digests of the build-time files as they are now (a chapter about to run would read these)."""
-        return {"build-log": _log_digest(self.build_log), "chapter-log": _file_or_none(self.chapter_log) or ""}
+        chapters = self.chapter_log.read_bytes() if self.chapter_log.is_file() else b""
+        return {"build-log": _log_digest(self.build_log), "chapter-log": sha256_bytes(chapters)}
 
     def note_chapter(self, relative: str, reused: bool, reason: str) -> None:
         self.chapters.append({"chapter": relative, "reused": reused, "reason": reason})
@@ -263,8 +264,6 @@ def dependencies(reads: Mapping[str, Any], state: BuildState, special_at_start: 
         found = classify(raw)
         if found:
             listings[found[0]] = _store_listing(found[1]) if found[1] == store_root else _listing(found[1])
-        elif Path(raw) == store_root:
-            listings[raw] = _store_listing(store_root)
     for raw in reads.get("looked", []):
         if raw in files or raw in listings:
             continue
