@@ -33,13 +33,14 @@ seed = 0
 import json, os
 from pathlib import Path
 import ex4.fmt as fmt
+import helpers
 data = Path("inputs/values.txt").read_text().strip()
 store = Path(os.environ["EX4_STORE"])
 result = json.loads((store / "k1" / "result.json").read_text())
 ```
 
 The data say `{python} data`, the stored result is `{python} result["accuracy"]`, the seed is `{python} seed`,
-formatted `{python} fmt.pct(0.5)`.
+formatted `{python} fmt.pct(0.5)`, helped `{python} helpers.word()`.
 
 ```{python}
 #| output: asis
@@ -76,6 +77,7 @@ def book(tmp_path, monkeypatch):
                                               "report/one.qmd": READER, "report/two.qmd": OTHER})
     (root / "inputs").mkdir()
     (root / "inputs" / "values.txt").write_text("forty-two\n")
+    (root / "helpers.py").write_text("def word():\n    return 'first'\n")
     store = tmp_path / "store"
     _store_entry(store, "k1", 0.75)
     monkeypatch.setenv("EX4_STORE", str(store))
@@ -155,6 +157,14 @@ def test_a_changed_parameter_re_executes_the_chapter_that_declares_it(book):
     result = render_book(root, params_file=profile, formats=("html",))
     assert result.reused == {"index.qmd": None, "report/one.qmd": False, "report/two.qmd": True}
     assert "the seed is 3" in page(root)
+
+
+def test_an_edited_project_module_re_executes_the_chapter_that_imported_it(book):
+    root, _ = book
+    (root / "helpers.py").write_text("def word():\n    return 'second'\n")
+    result = render_book(root, formats=("html",))
+    assert result.reused == {"index.qmd": None, "report/one.qmd": False, "report/two.qmd": True}
+    assert "helped second" in page(root)
 
 
 def test_a_changed_ex4_module_re_executes_the_chapters_that_imported_it(book, monkeypatch):

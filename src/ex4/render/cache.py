@@ -12,7 +12,8 @@ What a chapter's *execution* (its executed notebook) depends on, and how each pa
   audit hook (PEP 578) notes every file opened for reading and every folder listed, and a wrapped `os.stat`
   notes every path looked up (a weights file that is absent today is a dependency too). A last cell reports the
   notes, the source file of every `ex4` module the chapter imported (analysis, plots, fmt, experiments, and
-  through them the training code that enters the store keys), and the version of every installed distribution
+  through them the training code that enters the store keys) and of any other module outside the libraries (a
+  helper beside the chapters), and the version of every installed distribution
   it imported. The renderer then stores, next to the executed notebook: each file's SHA-256 (data files, ex4
   sources), each listed folder's names, each looked-up path's kind (file, folder, absent), each result-store
   entry the chapter touched by key with its checksum (`meta.sha256`, which covers the entry's every file), the

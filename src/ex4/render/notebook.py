@@ -240,8 +240,14 @@ def _ex4_report(notes, recording):
     from IPython.display import display
     recording[0] = False  # what follows (finding the distributions) is the recorder's own reading
     snapshot = {kind: sorted(paths) for kind, paths in notes.items()}
-    modules = sorted({getattr(module, "__file__", None) or "" for name, module in list(sys.modules.items())
-                      if name == "ex4" or name.startswith("ex4.")} - {""})
+    import os, site
+    libraries = tuple(os.path.realpath(folder).rstrip(os.sep) + os.sep for folder in (
+        sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(), site.getusersitepackages()))
+    # every ex4 module, and any other Python module of the project (a helper beside the chapters)
+    modules = sorted({file for name, module in list(sys.modules.items())
+                      for file in [getattr(module, "__file__", None) or ""]
+                      if file.endswith(".py") and (name == "ex4" or name.startswith("ex4.")
+                                                   or not os.path.realpath(file).startswith(libraries))})
     owners = importlib.metadata.packages_distributions()
     versions = {}
     for top in {name.split(".")[0] for name in list(sys.modules)}:
