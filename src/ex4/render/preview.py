@@ -114,8 +114,10 @@ class Preview:
 
     def serve(self, stop: threading.Event | None = None) -> None:
         """Build once, serve, and rebuild on every change until Ctrl-C (or `stop` is set)."""
-        from watchfiles import watch
-
+        try:
+            from watchfiles import watch
+        except ImportError:
+            raise Ex4Error("ex4 preview needs the watchfiles package (pip install watchfiles)") from None
         stop = stop or threading.Event()
         thread = threading.Thread(target=self.server.serve_forever, name="ex4-preview-server", daemon=True)
         thread.start()
