@@ -1,4 +1,5 @@
-"""Sessions: `tests`, then `report` (tests, then the whole book), `chapter` (one chapter variant), `bench`.
+"""Sessions: `tests`, then `report` (tests, then the whole book), `chapter` (one chapter variant), `preview`
+(the writing loop), `bench`.
 
 All sessions share one virtual environment in `.nox/ex4` so torch (several GB) is installed once; it is
 reinstalled only when `pyproject.toml` changes.
@@ -72,6 +73,16 @@ def chapter(session: nox.Session) -> None:
         session.error("usage: nox -s chapter -- report/<chapter>.qmd [-P name:value ...] [--params FILE]")
     qmd, *rest = session.posargs
     session.run(PYTHON, "-m", "ex4.cli", "render", "--chapter", qmd, *rest, external=True)
+
+
+@nox.session(venv_backend="none")
+def preview(session: nox.Session) -> None:
+    """Serve the book on http://127.0.0.1:4848/ and re-render it on every edit; the open page reloads (Ctrl-C stops).
+
+    Arguments after `--` go to `ex4 preview` (`--params FILE`, `--set NAME=VALUE`, `--port N`)."""
+    ensure_env(session)
+    session.run(PYTHON, "-m", "ex4.cli", "data", "build", "--if-missing", external=True)
+    session.run(PYTHON, "-m", "ex4.cli", "preview", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")

@@ -14,7 +14,8 @@ import yaml
 from ex4.errors import Ex4Error
 from ex4.render import parse_param_assignment
 from ex4.render.execute import _line_within_cell
-from ex4.render.notebook import INLINE_TAG, SETUP_TAG, build_notebook, effective_options, inline_cell_source
+from ex4.render.notebook import (INLINE_TAG, SETUP_TAG, build_notebook, effective_options, fill_inline,
+                                 inline_cell_source)
 from ex4.render.parameters import (book_parameters, canonical_json, chapter_parameters, declared_parameters,
                                    parameter_hash)
 from ex4.render.project import read_book_config
@@ -105,10 +106,12 @@ def test_notebook_has_hidden_setup_then_the_chapter_cells(tmp_path):
 def test_inline_code_is_evaluated_in_order_and_maps_to_its_line(tmp_path):
     parsed = chapter(tmp_path, "Line one `{python} a + 1`\nline two `{python} b`.\n")
     source, lines = inline_cell_source(parsed.cells[0])
-    shown: list[str] = []
-    namespace = {"a": 41, "b": "x", "_ex4_inline": str, "_ex4_markdown": lambda parts: shown.append("".join(parts))}
+    shown: list[tuple[str, list[str]]] = []
+    namespace = {"a": 41, "b": "x", "_ex4_inline": str,
+                 "_ex4_markdown": lambda parts, values: shown.append(("".join(parts), [parts[i] for i in values]))}
     exec(source, namespace)
-    assert shown == ["Line one 42\nline two x."]
+    assert shown == [("Line one 42\nline two x.", ["42", "x"])]  # the text, and the values apart from it
+    assert fill_inline(parsed.cells[0], ["1", "2"]) == "Line one 1\nline two 2.\n".rstrip("\n")
     expression_lines = [line for text, line in zip(source.splitlines(), lines) if "_ex4_inline(" in text]
     assert expression_lines == [1, 2]
 

@@ -115,7 +115,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         overrides = {**dict(book.parse_param_assignment(text) for text in args.P or []),
                      **dict(parse_assignment(text) for text in args.set or [])}
         folder = book.render_chapter(Path(args.chapter), overrides, root, params_file=args.params,
-                                     renderer=args.renderer)
+                                     renderer=args.renderer, fresh=args.fresh)
         print(f"chapter rendered into {folder}")
         return 0
     if args.P:
@@ -126,8 +126,27 @@ def cmd_render(args: argparse.Namespace) -> int:
     overrides = dict(parse_assignment(text) for text in args.set or [])
     result = book.render_book(root, params_file=Path(args.params) if args.params else None,
                               out_dir=Path(args.out) if args.out else None, renderer=args.renderer,
-                              overrides=overrides)
-    print(f"book rendered by {result.renderer}: {result.html_index} and {result.pdf}")
+                              overrides=overrides, fresh=args.fresh,
+                              formats=("html",) if args.to == "html" else ("html", "pdf"))
+    made = f"{result.html_index} and {result.pdf}" if result.pdf else str(result.html_index)
+    print(f"book rendered by {result.renderer}: {made}")
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from ex4.params import parse_assignment
+    from ex4.paths import project_root
+    from ex4.render.preview import preview
+    from ex4.store import Store
+
+    if args.store:
+        Store(args.store).check_folder()
+        os.environ["EX4_STORE"] = str(Path(args.store).resolve())
+    if args.params and not Path(args.params).is_file():
+        raise Ex4Error(f"--params {args.params}: file not found")
+    overrides = dict(parse_assignment(text) for text in args.set or [])
+    preview(project_root(), params_file=Path(args.params) if args.params else None, overrides=overrides,
+            port=args.port, out_dir=Path(args.out) if args.out else None)
     return 0
 
 
@@ -172,7 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override one parameter in every chapter that declares it (YAML value)")
     render.add_argument("--renderer", choices=["auto", "quarto", "ex4"], default="auto")
     render.add_argument("--out", help="output folder of the book (default: <project>/_book)")
+    render.add_argument("--fresh", action="store_true",
+                        help="execute every chapter, ignoring the chapter cache (which is refreshed)")
+    render.add_argument("--to", choices=["all", "html"], default="all",
+                        help="html: the HTML pages only, no PDF (faster while writing)")
     render.set_defaults(handler=cmd_render)
+
+    live = commands.add_parser("preview", help="serve the book on 127.0.0.1, re-render on every edit, reload the page")
+    live.add_argument("--params", help="YAML parameter profile for every chapter")
+    live.add_argument("--set", action="append", metavar="NAME=VALUE",
+                      help="override one parameter in every chapter that declares it (YAML value)")
+    live.add_argument("--port", type=int, default=4848, help="port on 127.0.0.1 (default 4848; 0 picks a free one)")
+    live.add_argument("--out", help="output folder of the book (default: <project>/_book)")
+    live.set_defaults(handler=cmd_preview)
     return parser
 
 

@@ -23,6 +23,7 @@ import yaml
 
 from ex4.errors import Ex4Error
 from ex4.render import pandoc
+from ex4.render.cache import BuildState, ChapterCache, dependencies, execution_key, recorded_reads, stale_reason
 from ex4.render.execute import ensure_kernel, environment, execute_notebook
 from ex4.render.notebook import build_notebook
 from ex4.render.outputs import chapter_markdown
@@ -37,6 +38,8 @@ __all__ = ["BookResult", "parse_param_assignment", "read_book", "render_book", "
 RENDERERS = ("auto", "quarto", "ex4")
 XREF_FILE = "ex4-xref.json"
 BUILD_LOG = "build-log.jsonl"
+CHAPTER_LOG = "chapter-log.json"  # which chapters were reused from the chapter cache (the appendix reads it)
+FORMATS = ("html", "pdf")
 
 
 @dataclass
@@ -48,6 +51,8 @@ class BookResult:
     total_seconds: float = 0.0
     pages: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # chapter -> True (reused from the chapter cache), False (executed), None (nothing to execute)
+    reused: dict[str, bool | None] = field(default_factory=dict)
 
     @property
     def html(self) -> Path:
@@ -100,26 +105,80 @@ def swap_into_place(new: Path, target: Path) -> None:
 
 def _kernel_environment(renderer_name: str, build_log: Path, project_root: Path) -> dict[str, str]:
     build_log.touch()
-    values = {"EX4_RENDERER": renderer_name, "EX4_BUILD_LOG": str(build_log)}
+    values = {"EX4_RENDERER": renderer_name, "EX4_BUILD_LOG": str(build_log),
+              "EX4_CHAPTER_LOG": str(build_log.with_name(CHAPTER_LOG))}
     if not os.environ.get("EX4_ROOT"):
         values["EX4_ROOT"] = str(project_root)
     return values
 
 
+@dataclass
+class _Runs:
+    """How this build executes chapters: the chapter cache, the build's logs, and whether to ignore the cache."""
+
+    cache: ChapterCache
+    state: BuildState
+    fresh: bool = False
+    reused: dict[str, bool | None] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, temporary: Path, fresh: bool) -> "_Runs":
+        """Inside the kernel environment (EX4_ROOT, EX4_STORE and the log paths as the chapters will see them)."""
+        from ex4.paths import cache_dir, default_store_dir
+
+        build_log = Path(os.environ["EX4_BUILD_LOG"])
+        chapter_log = Path(os.environ["EX4_CHAPTER_LOG"])
+        chapter_log.write_text("[]\n", encoding="utf-8")
+        state = BuildState(build_log=build_log, chapter_log=chapter_log, store_root=default_store_dir().resolve(),
+                           ignored=(cache_dir().resolve(), temporary.resolve()))
+        return cls(ChapterCache(cache_dir() / "chapters"), state, fresh)
+
+
 def _execute_chapter(chapter: Chapter, entry: ChapterEntry, display: str, values: Mapping[str, Any],
-                     config: BookConfig | None, build: Path, project_root: Path,
+                     config: BookConfig | None, build: Path, project_root: Path, runs: _Runs,
                      preamble: str = "") -> dict[str, Any]:
-    """Execute one chapter and return its pandoc AST (chapter marker first)."""
+    """Execute one chapter (or reuse its cached execution) and return its pandoc AST (chapter marker first)."""
     stem = entry.relative.rsplit(".", 1)[0].replace("/", "-")
-    notebook = build_notebook(chapter)
     if any(cell.kind == "code" or cell.has_inline_code for cell in chapter.cells):
-        executed = execute_notebook(notebook, Path(display), build / f"{stem}.ipynb", values, cwd=project_root)
+        executed = _executed(chapter, stem, display, values, build, project_root, runs)
     else:
-        executed = notebook  # prose only: nothing to run, no kernel to start
+        executed = build_notebook(chapter)  # prose only: nothing to run, no kernel to start
+        runs.reused[display] = None
+        runs.state.note_chapter(display, False, "nothing to execute")
     markdown = chapter_markdown(chapter, executed, entry, build, config.execute if config else None,
                                 config.html if config else None, preamble=preamble)
     (build / f"{stem}.md").write_text(markdown.text, encoding="utf-8")
     return pandoc.markdown_ast(markdown.text, cwd=build)
+
+
+def _executed(chapter: Chapter, stem: str, display: str, values: Mapping[str, Any], build: Path,
+              project_root: Path, runs: _Runs) -> Any:
+    """The executed notebook: from the chapter cache while nothing it depends on changed, else run now."""
+    key = execution_key(chapter, values, project_root)
+    special = runs.state.special()
+    cached = None if runs.fresh else runs.cache.load(stem, key)
+    if runs.fresh:
+        reason = "--fresh"
+    elif cached is None:
+        reason = "its code, inline expressions or parameters are new"
+    else:
+        reason = stale_reason(cached["deps"], runs.state, special)
+    if cached is not None and reason is None:
+        runs.state.replay(cached["log"])
+        runs.reused[display] = True
+        runs.state.note_chapter(display, True, "nothing it depends on changed")
+        return ChapterCache.notebook(cached)
+    _log(f"{display}: executing ({reason})")
+    offset = runs.state.log_size()
+    executed = execute_notebook(build_notebook(chapter, record=True), Path(display), build / f"{stem}.ipynb", values,
+                                cwd=project_root)
+    reads = recorded_reads(executed)
+    if reads is not None:
+        runs.cache.save(stem, key, display, executed, dependencies(reads, runs.state, special),
+                        runs.state.log_since(offset))
+    runs.reused[display] = False
+    runs.state.note_chapter(display, False, reason)
+    return executed
 
 
 def check_chapter_path(qmd: Path, project_root: Path) -> Path:
@@ -147,10 +206,16 @@ def _display_path(path: Path, project_root: Path) -> str:
 
 
 def render_book(project_root: Path, params_file: Path | None = None, out_dir: Path | None = None,
-                renderer: str = "auto", overrides: Mapping[str, Any] | None = None) -> BookResult:
+                renderer: str = "auto", overrides: Mapping[str, Any] | None = None, fresh: bool = False,
+                formats: tuple[str, ...] = FORMATS) -> BookResult:
     """Render every chapter of `_quarto.yml` into HTML pages and one PDF in `out_dir` (default `_book/`).
 
-    `overrides` (`ex4 render --set NAME=VALUE`) apply on top of the profile to every chapter that declares them."""
+    `overrides` (`ex4 render --set NAME=VALUE`) apply on top of the profile to every chapter that declares them.
+    A chapter whose execution is in the chapter cache and still valid is not run again (`ex4.render.cache`);
+    `fresh=True` runs every chapter. `formats` may leave out "pdf" (`ex4 preview`)."""
+    unknown = [name for name in formats if name not in FORMATS]
+    if unknown or "html" not in formats:
+        raise Ex4Error(f"formats {list(formats)}: expected html, optionally with pdf")
     project_root = Path(project_root).resolve()
     out_dir = Path(out_dir).resolve() if out_dir else project_root / "_book"
     params_file = Path(params_file) if params_file else None
@@ -170,9 +235,12 @@ def render_book(project_root: Path, params_file: Path | None = None, out_dir: Pa
         if kind == "quarto":
             result = _quarto_book(project_root, config, params_file, values, site, build, environment_values)
         else:
-            result = _ex4_book(project_root, config, chapters, values, site, build, environment_values, name)
+            result = _ex4_book(project_root, config, chapters, values, site, build, environment_values, name,
+                               temporary, fresh, formats)
         site.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(temporary / BUILD_LOG, site / BUILD_LOG)
+        if (temporary / CHAPTER_LOG).is_file():
+            shutil.copyfile(temporary / CHAPTER_LOG, site / CHAPTER_LOG)
         swap_into_place(site, out_dir)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -203,17 +271,20 @@ def read_book(project_root: Path, out_dir: Path | None = None) -> BookResult:
 
 def _ex4_book(project_root: Path, config: BookConfig, chapters: dict[Path, Chapter],
               values: dict[Path, dict[str, Any]], site: Path, build: Path, env: dict[str, str],
-              renderer_name: str) -> BookResult:
+              renderer_name: str, temporary: Path, fresh: bool = False,
+              formats: tuple[str, ...] = FORMATS) -> BookResult:
     ensure_kernel()
     seconds: dict[str, float] = {}
     asts = []
     with environment(env):
+        runs = _Runs.start(temporary, fresh)
         for position, entry in enumerate(config.chapters, start=1):
             began = time.perf_counter()
             asts.append(_execute_chapter(chapters[entry.source], entry, entry.relative, values[entry.source],
-                                         config, build, project_root))
+                                         config, build, project_root, runs))
             seconds[entry.relative] = time.perf_counter() - began
-            _log(f"[{position}/{len(config.chapters)}] {entry.relative}  {seconds[entry.relative]:.1f} s")
+            how = {True: "reused", False: "executed", None: "prose only"}[runs.reused[entry.relative]]
+            _log(f"[{position}/{len(config.chapters)}] {entry.relative}  {seconds[entry.relative]:.1f} s ({how})")
     began = time.perf_counter()
     warnings: list[str] = []
     book = pandoc.join_asts(asts)
@@ -228,7 +299,8 @@ def _ex4_book(project_root: Path, config: BookConfig, chapters: dict[Path, Chapt
         title = chapters[entry.source].title
         is_home = entry.page == links[0].page
         variables = {
-            "sidebar": pandoc.sidebar_html(config.title, links, entry.page, pdf_name, renderer_name),
+            "sidebar": pandoc.sidebar_html(config.title, links, entry.page, pdf_name if "pdf" in formats else None,
+                                           renderer_name),
             "pagenav": pandoc.pagenav_html(links, entry.page),
             "titleblock": pandoc.title_block_html(config.title, config.subtitle, config.authors, config.date)
             if is_home else "",
@@ -239,15 +311,17 @@ def _ex4_book(project_root: Path, config: BookConfig, chapters: dict[Path, Chapt
                                variables)
         pages.append(site / entry.page)
     _log(f"html: {len(pages)} pages  {time.perf_counter() - began:.1f} s")
-    began = time.perf_counter()
-    typst_book = pandoc.crossref(book, "typst", cwd=build)
-    pdf = site / pdf_name
-    pandoc.write_pdf(typst_book, pdf, build, _pdf_metadata(config, renderer_name))
-    _log(f"pdf: {pdf_name}  {time.perf_counter() - began:.1f} s")
+    pdf = None
+    if "pdf" in formats:
+        began = time.perf_counter()
+        typst_book = pandoc.crossref(book, "typst", cwd=build)
+        pdf = site / pdf_name
+        pandoc.write_pdf(typst_book, pdf, build, _pdf_metadata(config, renderer_name))
+        _log(f"pdf: {pdf_name}  {time.perf_counter() - began:.1f} s")
     for warning in warnings:
         _log(warning)
     return BookResult(html_index=site / links[0].page, pdf=pdf, renderer=renderer_name, chapter_seconds=seconds,
-                      pages=pages, warnings=warnings)
+                      pages=pages, warnings=warnings, reused=dict(runs.reused))
 
 
 def _pdf_metadata(config: BookConfig, renderer_name: str, title: str | None = None) -> dict[str, Any]:
@@ -285,7 +359,7 @@ def _quarto_book(project_root: Path, config: BookConfig, params_file: Path | Non
 
 
 def render_chapter(qmd: Path, overrides: Mapping[str, Any], project_root: Path, params_file: Path | None = None,
-                   renderer: str = "auto") -> Path:
+                   renderer: str = "auto", fresh: bool = False) -> Path:
     """Render one chapter with `overrides` into `_variants/<stem>-<hash>/` (HTML + PDF); `_book/` is not touched."""
     project_root = Path(project_root).resolve()
     qmd = check_chapter_path(Path(qmd), project_root)
@@ -321,7 +395,8 @@ def render_chapter(qmd: Path, overrides: Mapping[str, Any], project_root: Path, 
         else:
             ensure_kernel()
             with environment(env):
-                ast = _execute_chapter(chapter, entry, display, values, config, build, project_root, preamble=box)
+                ast = _execute_chapter(chapter, entry, display, values, config, build, project_root,
+                                       _Runs.start(temporary, fresh), preamble=box)
             site.mkdir(parents=True)
             book = pandoc.join_asts([ast])
             registry = project_root / "_book" / XREF_FILE  # read only: labels of the other chapters
@@ -334,6 +409,8 @@ def render_chapter(qmd: Path, overrides: Mapping[str, Any], project_root: Path, 
                              _pdf_metadata(config, name, title) if config else {"title": title, "renderer": name})
         site.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(temporary / BUILD_LOG, site / BUILD_LOG)
+        if (temporary / CHAPTER_LOG).is_file():
+            shutil.copyfile(temporary / CHAPTER_LOG, site / CHAPTER_LOG)
         (site / "parameters.json").write_text(canonical_json(values) + "\n", encoding="utf-8")
         swap_into_place(site, target)
     finally:

@@ -4,6 +4,14 @@ Figures become PNG files beside the Markdown; HTML tables (pandas) become Markdo
 text feeds both the HTML and the PDF; stderr and warnings are dropped unless a cell sets `warning: true`.
 A cell labelled `fig-…`/`tbl-…` is wrapped in a Div carrying its caption, which the cross-reference
 filter numbers.
+
+Why not nbconvert's `MarkdownExporter` with `TagRemovePreprocessor` and `ExtractOutputPreprocessor`: they would
+give another book. The exporter writes a notebook's cells, but the book is the chapter's *current* text with the
+executed values put back (a cached execution serves an edited chapter, see `ex4.render.cache`); Quarto's cell
+options (`echo`, `output: asis`, `include`, `warning`, `code-fold`, captions on labelled floats) have no
+preprocessor; pandas' HTML tables must become Markdown tables for the PDF; and the image widths come from the
+retina metadata. Tag removal here is one line (skip the setup, recorder and injected-parameters cells), so
+nbconvert (not otherwise a dependency) would add a package tree and replace almost nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ from typing import Any
 
 import nbformat
 
-from ex4.render.notebook import INLINE_TAG, SETUP_TAG, effective_options
+from ex4.render.notebook import (INLINE_MIME, RECORD_TAG, SETUP_TAG, effective_options, executed_cells,
+                                 fill_inline)
 from ex4.render.project import ChapterEntry
 from ex4.render.qmd import Chapter
 
@@ -41,27 +50,45 @@ def chapter_markdown(chapter: Chapter, executed: nbformat.NotebookNode, entry: C
     blocks: list[str] = [_marker(entry), f"# {str(title).strip()}" if title else ""]
     if preamble:
         blocks.append(preamble)
-    for cell in executed.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
-        meta = cell.get("metadata", {}).get("ex4")
-        if SETUP_TAG in tags or "injected-parameters" in tags or meta is None:
-            continue
-        source_cell = chapter.cells[meta["cell"]]
-        if INLINE_TAG in tags:
-            blocks.extend(_markdown_outputs(cell))
-            continue
-        if cell.cell_type == "markdown" and not meta.get("not_evaluated"):
-            blocks.append(cell.source)
+    ran = executed_by_cell(chapter, executed)
+    for index, source_cell in enumerate(chapter.cells):
+        if source_cell.kind == "markdown":
+            if index in ran:
+                blocks.append(fill_inline(source_cell, _inline_values(ran[index])))
+            else:
+                blocks.append(source_cell.source)
             continue
         options = effective_options(chapter, source_cell, book_execute, book_html)
         if options.get("include") is False:
             continue
         code = _code_block(source_cell.code_without_options, options) if options.get("echo") else ""
-        produced = [] if meta.get("not_evaluated") or options.get("output") is False else writer.outputs(
-            cell, options)
+        produced = [] if index not in ran or options.get("output") is False else writer.outputs(ran[index], options)
         blocks.append(_wrap_float(code, produced, options))
     text = "\n\n".join(block for block in blocks if block and block.strip()) + "\n"
     return ChapterMarkdown(text=text, images=writer.images)
+
+
+def executed_by_cell(chapter: Chapter, executed: nbformat.NotebookNode) -> dict[int, nbformat.NotebookNode]:
+    """Chapter cell index -> its executed notebook cell, matched by order (`notebook.executed_cells`).
+
+    Matching by order, not by the index stored in the notebook, lets a cached notebook serve a chapter whose
+    prose gained or lost paragraphs: the cells that ran are the same, in the same order (the cache key says so).
+    """
+    ran = [cell for cell in executed.cells
+           if cell.cell_type == "code" and cell.get("metadata", {}).get("ex4") is not None
+           and not {SETUP_TAG, RECORD_TAG, "injected-parameters"} & set(cell.get("metadata", {}).get("tags", []))]
+    wanted = executed_cells(chapter)
+    if len(ran) != len(wanted):
+        raise ValueError(f"{chapter.path}: the executed notebook has {len(ran)} cells that ran, the chapter {len(wanted)}")
+    return dict(zip(wanted, ran))
+
+
+def _inline_values(cell: nbformat.NotebookNode) -> list[str]:
+    for output in cell.get("outputs", []):
+        data = output.get("data", {})
+        if INLINE_MIME in data:
+            return [str(value) for value in data[INLINE_MIME]]
+    raise ValueError("an inline cell without its values (executed by an older renderer)")
 
 
 def _stem(chapter: Chapter, entry: ChapterEntry | None) -> str:
@@ -112,15 +139,6 @@ def _wrap_float(code: str, produced: list[str], options: dict[str, Any]) -> str:
     elif options.get("tbl-cap") and body:
         body = f"::: {{.ex4-float ex4-kind=\"tbl\" ex4-cap={_attribute(options['tbl-cap'])}}}\n{body}\n:::"
     return "\n\n".join(part for part in (code, body) if part)
-
-
-def _markdown_outputs(cell: nbformat.NotebookNode) -> list[str]:
-    out = []
-    for output in cell.get("outputs", []):
-        data = output.get("data", {})
-        if "text/markdown" in data:
-            out.append(_text(data["text/markdown"]))
-    return out
 
 
 def _text(value: Any) -> str:

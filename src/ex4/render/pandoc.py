@@ -2,6 +2,14 @@
 
 The whole book goes through the cross-reference filter at once, so figure numbers and `@fig-…` links agree
 across chapters; the result is then split into one self-contained HTML page per chapter.
+
+What pandoc does itself: the table of contents of each page (`--toc`), section wrappers, MathML, embedding
+CSS and images (`--embed-resources`), the typst writer; numbering and cross-references are a Lua filter
+(`assets/crossref.lua`), not Python. The page split is kept in Python: pandoc's `chunkedhtml` writer (and
+`--split-level`) names pages after section ids and writes its own navigation, but the book's pages must be
+named after their sources as Quarto names them (`report/section6-1.html`), links must cross pages by the
+labels the filter numbered, and every page is a standalone file with the book's sidebar. The typst book
+template (`assets/book.typ`) is ex4's own: no library ships a Quarto-like typst book.
 """
 
 from __future__ import annotations

@@ -19,23 +19,23 @@ from ex4.render.qmd import Chapter
 
 
 def declared_parameters(chapter: Chapter) -> list[str]:
-    """Names assigned at the top level of the chapter's parameters cell, in order."""
+    """Names assigned in the chapter's parameters cell, in order, as papermill's own inspection reads them
+    (`papermill.inspect_notebook` uses the same translator). The cell is first checked to be valid Python:
+    papermill skips what it cannot read, which would silently drop a parameter."""
+    import nbformat
+    from papermill.translators import papermill_translators
+
     cell = chapter.parameters_cell
     if cell is None:
         return []
     try:
-        tree = ast.parse(cell.code_without_options)
+        ast.parse(cell.code_without_options)
     except SyntaxError as error:
         line = cell.line + (error.lineno or 1) - 1 + _option_line_count(cell.source)
         raise Ex4Error(f"{chapter.path}:{line}: parameters cell is not valid Python ({error.msg})") from None
-    names: list[str] = []
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, ast.AnnAssign) else []
-        for target in targets:
-            if isinstance(target, ast.Name) and target.id not in names:
-                names.append(target.id)
-    return names
+    translator = papermill_translators.find_translator("python3", "python")
+    found = translator.inspect(nbformat.v4.new_code_cell(cell.code_without_options))
+    return list(dict.fromkeys(parameter.name for parameter in found))
 
 
 def _option_line_count(source: str) -> int:
