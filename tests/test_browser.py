@@ -15,12 +15,10 @@ from urllib.parse import urlparse
 
 import pytest
 
+from chromium import start_chromium
+
 pytestmark = [pytest.mark.browser, pytest.mark.book]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-         "--no-first-run", "--disable-component-update", "--disable-sync", "--window-size=1400,1000"]
 LOCAL_SCHEMES = {"data", "file", "about", "blob"}
 
 
@@ -31,23 +29,7 @@ def book_index(smoke_book) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if missing and os.environ.get("EX4_REQUIRE_BROWSER"):  # CI installs them: a skip there would hide a failure
-        pytest.fail(f"EX4_REQUIRE_BROWSER is set but {' and '.join(missing)} is missing")
-    if missing:
-        pytest.skip(f"needs {' and '.join(missing)} (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), with_logs=True)
     yield driver
     driver.quit()
 

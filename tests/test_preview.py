@@ -18,14 +18,11 @@ from pathlib import Path
 import pytest
 
 from ex4.render.preview import RELOAD_SCRIPT, VERSION_PATH
+from chromium import start_chromium
 from render_toy import write_toy_book
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-         "--disable-component-update", "--disable-sync"]
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
@@ -54,22 +51,7 @@ class Output:
 
 @pytest.fixture
 def driver(tmp_path):
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if missing and os.environ.get("EX4_REQUIRE_BROWSER"):
-        pytest.fail(f"EX4_REQUIRE_BROWSER is set but {' and '.join(missing)} is missing")
-    if missing:
-        pytest.skip(f"needs {' and '.join(missing)} (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    chrome = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    chrome.set_page_load_timeout(60)
+    chrome = start_chromium(tmp_path / "chromium-profile")
     yield chrome
     chrome.quit()
 
