@@ -14,10 +14,9 @@ from ex4.experiments.section7 import run_label
 from ex4.errors import Ex4Error
 
 SURROGATE = {"backbone": "surrogate:digits (10-class)",
-             "backbone_label": "backbone pretrained on digits (10-class), not ImageNet",
              "backbone_info": {"train_images": 1000, "epochs": 4, "held_out_accuracy": 0.9, "held_out_images": 100,
                                "digits_excluded": 50}}
-IMAGENET = {"backbone": "imagenet", "backbone_label": "backbone pretrained on ImageNet", "backbone_info": {}}
+IMAGENET = {"backbone": "imagenet", "backbone_info": {}}
 
 
 def confusion_for(test_acc: float, n_per_class: int, constant: str | None = None) -> list[list[int]]:

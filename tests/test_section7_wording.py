@@ -127,7 +127,7 @@ def test_user_data_with_imagenet_weights_have_no_stand_in_warning(smoke):
     result, tensors = smoke
     real = copy.deepcopy(result)
     real["data"]["is_standin"] = False
-    real.update(backbone="imagenet", backbone_label="backbone pretrained on ImageNet",
+    real.update(backbone="imagenet",
                 backbone_info={"file": "/hub/resnet18-f37072fd.pth"})
     text = text_of(real, tensors)
     assert "callout-warning" not in text and "stand-in" not in text and "surrogate" not in text

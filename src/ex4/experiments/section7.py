@@ -52,7 +52,6 @@ CODE = ("ex4.models.resnet", "ex4.train.cnn", "ex4.train.features", "ex4.train.x
 PRETRAINED = ("linear_probe", "sklearn_probe", "finetune")
 TORCH_BASELINES = ("scratch", "linear_probe", "finetune")
 XGB_RESIZE = 224  # the course resizes to 224 before cropping the XGBoost pixels
-NO_BACKBONE_LABEL = "no pretrained backbone used"
 
 
 # --- the pretrained backbone ---------------------------------------------------------------------------------
@@ -60,8 +59,7 @@ NO_BACKBONE_LABEL = "no pretrained backbone used"
 
 @dataclass
 class Backbone:
-    tag: str  # "imagenet" | "surrogate:<source>" | "file:<name>"
-    label: str  # human text for tables and figures
+    tag: str  # "imagenet" | "surrogate:<source>" | "file:<name>" (the chapters word it)
     state: dict[str, torch.Tensor]
     identity: str  # content identity (file hash or store key): the feature cache is keyed on it
     info: dict[str, Any] = field(default_factory=dict)
@@ -183,8 +181,8 @@ def load_backbone(ctx: Context, side: int, crop: int, device: torch.device, how)
         resnet.check_backbone_state(state, str(path))
         identity = f"{kind}:sha256:{resnet.file_sha256(path)}"
         if kind == "imagenet":
-            return Backbone("imagenet", resnet.IMAGENET_LABEL, state, identity, {"file": str(path)})
-        return Backbone(f"file:{path.name}", f"backbone weights from {path.name}", state, identity,
+            return Backbone("imagenet", state, identity, {"file": str(path)})
+        return Backbone(f"file:{path.name}", state, identity,
                         {"file": str(path)})
     excluded = excluded_digits(ctx.data_dir)
     exclusion = hashlib.sha256(json.dumps(excluded).encode()).hexdigest()
@@ -196,7 +194,7 @@ def load_backbone(ctx: Context, side: int, crop: int, device: torch.device, how)
         ("ex4.train.surrogate", "ex4.models.resnet", "ex4.train.features", "ex4.train.cnn"),
         lambda: _surrogate_entry(excluded, side, crop, params["seed"], device, how))
     info = {**outcome.result, "store_key": outcome.key, "from_store": outcome.hit}
-    return Backbone(f"surrogate:{surrogate.SOURCE}", surrogate.LABEL, outcome.tensors["backbone"],
+    return Backbone(f"surrogate:{surrogate.SOURCE}", outcome.tensors["backbone"],
                     f"surrogate:{outcome.key}", info)
 
 
@@ -507,7 +505,6 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     result = {
         "experiment": "cnn",
         "backbone": backbone.tag if backbone else "none",
-        "backbone_label": backbone.label if backbone else NO_BACKBONE_LABEL,
         "backbone_info": backbone.info if backbone else {},
         "data": {
             "is_standin": reference.is_standin,

@@ -23,7 +23,6 @@ from ex4.errors import Ex4Error, torch_load_detail
 FEATURES = 512  # ResNet18's pooled feature width
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGENET_LABEL = "backbone pretrained on ImageNet (torchvision ResNet18_Weights.IMAGENET1K_V1)"
 
 
 def make_head(seed: int, in_features: int = FEATURES) -> nn.Linear:

@@ -24,7 +24,6 @@ from ex4.train.cnn import batch_orders
 from ex4.train.features import EXACT, Batches, InputSpec, Numerics, centre_crop, progress, run_inference
 
 SOURCE = "sklearn-digits (10-class digit recognition)"
-LABEL = "backbone pretrained on sklearn digits (10-class digit recognition), not ImageNet"
 EPOCHS = 4
 LEARNING_RATE = 1e-3
 BATCH_SIZE = 32
