@@ -21,6 +21,7 @@ predicted class over `grid_extent`, rows = latitude) where figures need them, `s
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Any
@@ -164,31 +165,52 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
     engine_identity = _engine_identity(engine)
     identities = [_run_identity(spec, p, engine_identity) for spec in specs]
     stored = [ctx.store.lookup("mlp-run", identity, data, RUN_CODE) for identity in identities]
-    missing = [index for index, outcome in enumerate(stored) if outcome is None]
+    missing = {ctx.store.key_for("mlp-run", identities[i], data, RUN_CODE): (specs[i], identities[i])
+               for i, outcome in enumerate(stored) if outcome is None}
     results: list[RunResult] = [None] * len(specs)  # type: ignore[list-item]
     if missing and ctx.executor is not None and ctx.executor.distributed:
-        from ex4.executor import Task
-
-        split_params = {name: p[name] for name in SPLIT_PARAMS}
-        tasks = [Task(ctx.store.key_for("mlp-run", identities[i], data, RUN_CODE), train_run_task,
-                      (specs[i], split_params, str(ctx.data_dir), data, str(ctx.store.root), identities[i], engine),
-                      specs[i].label) for i in missing]
-        ctx.executor.compute(tasks, progress=name)
-        for index in missing:
-            stored[index] = ctx.store.lookup("mlp-run", identities[index], data, RUN_CODE)
-            if stored[index] is None:
-                raise Ex4Error(f"{name}: run {specs[index].label} was reported done by the cluster but is not in "
-                               f"the store at {ctx.store.root}; is it on a filesystem every worker shares?")
+        compute_run_tasks(ctx.executor, run_tasks(missing, p, ctx.data_dir, data, ctx.store), ctx.store, name)
+        stored = [outcome or ctx.store.lookup("mlp-run", identity, data, RUN_CODE)
+                  for outcome, identity in zip(stored, identities)]
     elif missing:
-        trained = train_runs([specs[i] for i in missing], splits, seed=seed, progress=name, engine=engine)
-        for index, result in zip(missing, trained):
-            ctx.store.get_or_compute("mlp-run", identities[index], data, RUN_CODE,
-                                     lambda result=result: _run_record(result))
-            results[index] = result
+        trained = iter(train_and_store(missing, splits, seed, data, ctx.store, name))
+        results = [None if outcome is not None else next(trained) for outcome in stored]  # type: ignore[misc]
     for index, outcome in enumerate(stored):
         if outcome is not None:
             results[index] = _run_from_record(specs[index], outcome.result, outcome.tensors)
     return results
+
+
+def train_and_store(missing: dict[str, tuple[RunSpec, dict[str, Any]]], splits: Splits, seed: int, data: str,
+                    store: Any, progress: str) -> list[RunResult]:
+    """Train the `missing` runs (store key -> (spec, identity)) in this process, in one kernel call, and store
+    each as "mlp-run"; returns their results in order."""
+    specs = [spec for spec, _ in missing.values()]
+    if len({spec.label for spec in specs}) != len(specs):  # runs of several experiments: labels may repeat
+        specs = [dataclasses.replace(spec, label=key) for key, spec in zip(missing, specs)]
+    results = train_runs(specs, splits, seed=seed, progress=progress, engine="kernel")
+    for result, (spec, identity) in zip(results, missing.values()):
+        store.get_or_compute("mlp-run", identity, data, RUN_CODE, lambda result=result: _run_record(result))
+    return [dataclasses.replace(result, spec=spec) for result, (spec, _) in zip(results, missing.values())]
+
+
+def run_tasks(missing: dict[str, tuple[RunSpec, dict[str, Any]]], p: Any, data_dir: Path, data: str,
+              store: Any, label: str = "") -> list:
+    """One Dask task per missing run (store key -> (spec, identity)): `train_run_task` on a worker."""
+    from ex4.executor import Task
+
+    split_params = {name: p[name] for name in SPLIT_PARAMS}
+    return [Task(key, train_run_task, (spec, split_params, str(data_dir), data, str(store.root), identity, "kernel"),
+                 f"{label}{spec.label}") for key, (spec, identity) in missing.items()]
+
+
+def compute_run_tasks(executor: Any, tasks: list, store: Any, progress: str) -> None:
+    """Run the tasks on the cluster; Ex4Error when one reported done is not in the store (not shared)."""
+    executor.compute(tasks, progress=progress)
+    for task in tasks:
+        if store.load(task.key) is None:
+            raise Ex4Error(f"{progress}: run {task.label} was reported done by the cluster but is not in the store "
+                           f"at {store.root}; is it on a filesystem every worker shares?")
 
 
 def check_run_sizes(specs: list[RunSpec], n_train: int, name: str) -> None:

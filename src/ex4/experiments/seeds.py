@@ -16,7 +16,6 @@ untouched by the seeds, so the keys of results stored before seeds existed still
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping, Sequence
 
 from ex4.errors import Ex4Error
@@ -48,7 +47,7 @@ def prefetch(names: Sequence[str], values: Mapping[str, Any], store: Store) -> i
     engine (whose runs are not stored one by one), are left to `ex4.experiments.run`."""
     from ex4.experiments import data_dir_and_files
     from ex4.experiments import section6 as s6
-    from ex4.executor import Task, executor_for
+    from ex4.executor import executor_for
     from ex4.hashing import file_digest, fingerprint_digests
 
     names = [name for name in names if name in s6.RUN_SPECS]
@@ -83,23 +82,11 @@ def prefetch(names: Sequence[str], values: Mapping[str, Any], store: Store) -> i
         if not missing:
             continue
         if executor.distributed:
-            split_params = {name: p[name] for name in s6.SPLIT_PARAMS}
-            tasks += [Task(key, s6.train_run_task, (spec, split_params, str(folder), data, str(store.root), identity,
-                                                    "kernel"), f"seed {seed} {spec.label}")
-                      for key, (spec, identity) in missing.items()]
+            tasks += s6.run_tasks(missing, p, folder, data, store, label=f"seed {seed} ")
             continue
-        # labels must be distinct within one call; the stored record does not carry the label
-        specs = [dataclasses.replace(spec, label=key) for key, (spec, _) in missing.items()]
-        results = s6.train_runs(specs, splits, seed=seed, progress=f"seed {seed}", engine="kernel")
-        for result, (spec, identity) in zip(results, missing.values()):
-            store.get_or_compute("mlp-run", identity, data, s6.RUN_CODE, lambda result=result: s6._run_record(result))
-        trained += len(results)
+        trained += len(s6.train_and_store(missing, splits, seed, data, store, f"seed {seed}"))
     if tasks:
-        executor.compute(tasks, progress=f"{len(seeds_of(values))} seeds")
-        for task in tasks:
-            if store.load(task.key) is None:
-                raise Ex4Error(f"run {task.label} was reported done by the cluster but is not in the store at "
-                               f"{store.root}; is it on a filesystem every worker shares?")
+        s6.compute_run_tasks(executor, tasks, store, f"{len(seeds_of(values))} seeds")
         trained += len(tasks)
     return trained
 
