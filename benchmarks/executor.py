@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -21,21 +20,6 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_line() -> str:
-    model, flags = platform.processor() or "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == (platform.processor() or "unknown CPU"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    have = [name for name in ("avx512f", "avx512_bf16", "amx_bf16") if name in flags]
-    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(have) or 'no AVX-512'}; load {os.getloadavg()[0]:.2f}"
 
 
 def round_trip(store_root: str, index: int, token: str) -> str:
@@ -69,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     from ex4.executor import Task, close_all, executor_for
     from ex4.experiments.section6 import EXPERIMENTS
 
-    print(cpu_line())
+    from ex4.train.device import cpu_description
+
+    print(f"{cpu_description()}; load {os.getloadavg()[0]:.2f}")
     smoke = yaml.safe_load((ROOT / "params" / "smoke.yml").read_text())
     local_values = params.resolve(("smoke", smoke))
     scheduler = f"local:{args.workers}"

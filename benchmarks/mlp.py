@@ -55,6 +55,7 @@ from ex4.data.europe import load_europe  # noqa: E402
 from ex4.experiments import run  # noqa: E402
 from ex4.experiments.section6 import RUN_SPECS, training_engine  # noqa: E402
 from ex4.store import Store  # noqa: E402
+from ex4.train.device import cpu_description  # noqa: E402
 from ex4.train.mlp_engine import Splits, train_runs  # noqa: E402
 
 
@@ -128,25 +129,6 @@ def accuracy_at(history: list, epoch: int) -> float:
     return math.nan if value is None else float(value)
 
 
-def cpu_model() -> str:
-    """The CPU's model name and the vector extensions the compiled kernel can use (from /proc/cpuinfo)."""
-    model, flags = "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not model:
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    if not model:
-        import platform
-
-        model = platform.processor() or "unknown CPU"
-    shown = [flag for flag in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
-    return f"{model} (flags: {' '.join(shown) or 'not known'})"
-
-
 def time_seeds(repeats: int, europe_dir: str | None, profile: str | None) -> int:
     """Section 6 (every experiment, as the chapters ask for them: `run_seeds`) with `seed_repeats` 1 and then
     `repeats`, each into a fresh store; prints both times and their ratio as the last line."""
@@ -156,7 +138,7 @@ def time_seeds(repeats: int, europe_dir: str | None, profile: str | None) -> int
     folder = resolve_europe_dir(europe_dir if europe_dir is not None else given.get("europe_dir"))
     values = params.resolve(("benchmark", {**given, "europe_dir": str(folder)}))
     engine = training_engine(values)
-    print(f"cpu: {cpu_model()}, {os.cpu_count()} cores; EX4_KERNEL_THREADS="
+    print(f"cpu: {cpu_description()}; EX4_KERNEL_THREADS="
           f"{os.environ.get('EX4_KERNEL_THREADS', 'unset (every core)')}; torch {torch.__version__}, ex4 engine "
           f"{engine}" + (f" (numba {numba_version()})" if engine == "kernel" else "")
           + f"; settings: {profile or 'the course defaults'}", flush=True)

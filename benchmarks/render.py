@@ -33,18 +33,6 @@ CHAPTER = ROOT / "report" / "section6-1.qmd"
 SENTENCE = "One reference line runs through the loss figures"
 
 
-def cpu_line() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
-
-
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load {one:.2f} (5 min {five:.2f})"
@@ -139,7 +127,9 @@ def main() -> None:
     parser.add_argument("--suite", action="store_true", help="also run the test suite, for the `nox -s report` figure")
     args = parser.parse_args()
     profile = ["--params", args.params] if args.params else []
-    print(f"CPU: {cpu_line()}; {load()}; profile: {args.params or 'full book'}")
+    from ex4.train.device import cpu_description
+
+    print(f"CPU: {cpu_description()}; {load()}; profile: {args.params or 'full book'}")
     print(f"warm-up render (stores results and chapters if missing): {render(profile):.1f} s")
 
     unchanged = [render(profile) for _ in range(args.repeat)]

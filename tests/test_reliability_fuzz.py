@@ -10,7 +10,6 @@ import io
 import random
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -8,7 +8,6 @@ input and checks which chapters the next render executed (`BookResult.reused`) a
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest

@@ -244,7 +244,7 @@ def test_the_bound_is_derived_for_a_shallow_or_a_deep_worst_model(s62):
 def test_gradients_vanish_or_not_and_residual_learning_is_judged_against_the_majority(s62):
     vanished, flowing = s62["a"][0], s62["b"][0]
     assert "In the plain network the gradients vanish" in vanished and "layer 0 receives exactly zero" in vanished
-    assert "Residual connections fix this" in vanished and f"And it learns: after 2 epochs" in vanished
+    assert "Residual connections fix this" in vanished and "And it learns: after 2 epochs" in vanished
     assert f"20.0{NBSP}pp above always answering" in vanished
     assert "exact zeros are drawn on a floor at 1e-4" in vanished
     assert "The gradients of the plain network do not vanish here" in flowing

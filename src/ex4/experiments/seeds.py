@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from ex4.errors import Ex4Error
 from ex4.store import Store
 
 
