@@ -164,14 +164,13 @@ def _train(specs: list[RunSpec], splits: Splits, p: dict[str, Any], name: str, c
     data = ctx.data_fingerprint or fingerprint_files(europe_files(ctx.data_dir), root=ctx.data_dir)
     engine_identity = _engine_identity(engine)
     identities = [_run_identity(spec, p, engine_identity) for spec in specs]
-    stored = [ctx.store.lookup("mlp-run", identity, data, RUN_CODE) for identity in identities]
-    missing = {ctx.store.key_for("mlp-run", identities[i], data, RUN_CODE): (specs[i], identities[i])
-               for i, outcome in enumerate(stored) if outcome is None}
+    keys = [ctx.store.key_for("mlp-run", identity, data, RUN_CODE) for identity in identities]
+    stored = [ctx.store.load(key) for key in keys]
+    missing = {keys[i]: (specs[i], identities[i]) for i, outcome in enumerate(stored) if outcome is None}
     results: list[RunResult] = [None] * len(specs)  # type: ignore[list-item]
     if missing and ctx.executor is not None and ctx.executor.distributed:
         compute_run_tasks(ctx.executor, run_tasks(missing, p, ctx.data_dir, data, ctx.store), ctx.store, name)
-        stored = [outcome or ctx.store.lookup("mlp-run", identity, data, RUN_CODE)
-                  for outcome, identity in zip(stored, identities)]
+        stored = [outcome or ctx.store.load(key) for outcome, key in zip(stored, keys)]
     elif missing:
         trained = iter(train_and_store(missing, splits, seed, data, ctx.store, name))
         results = [None if outcome is not None else next(trained) for outcome in stored]  # type: ignore[misc]

@@ -76,7 +76,7 @@ def prefetch(names: Sequence[str], values: Mapping[str, Any], store: Store) -> i
             for spec in specs:
                 identity = s6._run_identity(spec, p, engine_identity)
                 key = store.key_for("mlp-run", identity, data, s6.RUN_CODE)
-                if key not in missing and store.lookup("mlp-run", identity, data, s6.RUN_CODE) is None:
+                if key not in missing and store.load(key) is None:
                     missing[key] = (spec, identity)
         if not missing:
             continue
