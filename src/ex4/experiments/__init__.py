@@ -137,11 +137,11 @@ def run(name: str, values: dict[str, Any], store: Store | None = None) -> Outcom
     if executor.distributed:
         executor.check_store(store.root)
         if not (experiment.splits_runs and experiment.splits_runs(values)):
-            found = store.lookup(experiment.name, key_params, data_fingerprint, code)
+            key = store.key_for(experiment.name, key_params, data_fingerprint, code)
+            found = store.load(key)
             if found is None:
                 from ex4.executor import Task
 
-                key = store.key_for(experiment.name, key_params, data_fingerprint, code)
                 local_values = {**values, "executor": "local"}
                 executor.compute([Task(key, compute_on_worker, (name, local_values, str(store.root)), name)],
                                  progress=name)
