@@ -49,7 +49,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def report(session: nox.Session) -> None:
-    """Tests, then the whole book (HTML + PDF) into _book/, then the book checks on what was published.
+    """Quick tests, then the whole book (HTML + PDF) into _book/, then the book checks on what was published.
+
+    The tests run first are the quick tier (`-m "not book and not slow"`): the unit tests of every layer, the
+    parameter and chapter-source checks, the wording tests — seconds, so that a warm build after a sentence edit
+    stays in the writing loop. The slow tests (training, rendering a smoke book, Dask clusters, the browser
+    preview) are the rest of `nox -s tests`, the suite CI runs.
 
     `-- --params FILE` picks a parameter profile. The book checks (every chapter and figure, no error
     output, no dangling cross-reference, a PDF with the figures, headless Chromium) run on `_book/` itself
@@ -59,7 +64,10 @@ def report(session: nox.Session) -> None:
     ensure_env(session)
     args = list(session.posargs)
     session.run(PYTHON, "-m", "ex4.cli", "data", "build", "--if-missing", external=True)
-    session.run(PYTHON, "-m", "pytest", "-q", "-m", "not book", external=True)
+    # the quick tier: every test that neither trains, renders nor starts a cluster or a browser (seconds); the
+    # whole suite is `nox -s tests` (what CI runs), and the book checks below run on the book just written
+    session.run(PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not book and not slow",
+                external=True)
     session.run(PYTHON, "-m", "ex4.cli", "render", *args, external=True)
     session.run(PYTHON, "-m", "pytest", "-q", "-m", "book", external=True,
                 env={"EX4_BOOK_DIR": str(ROOT / "_book"), "EX4_SCREENSHOT_DIR": str(ROOT / ".ex4" / "screenshots")})

@@ -7,8 +7,8 @@ warm-up render trains them):
 2. one sentence edited in one chapter: `ex4 render --to html` and `ex4 render`     goal <= 10 s to HTML
 3. the same edit while `ex4 preview` runs, until the served page has it           goal <= 5 s
 4. warm `nox -s report` after a one-sentence edit, from its measured steps        goal <= 60 s:
-   `ex4 data build --if-missing`, `pytest -m "not book"`, `ex4 render`, `pytest -m book` on `_book/`
-   (with `--suite`; the test suite is minutes of work, so it is opt-in). nox itself is not started: its
+   `ex4 data build --if-missing`, the quick tests (`pytest -m "not book and not slow"`, as the noxfile runs
+   them), `ex4 render`, `pytest -m book` on `_book/` (`--no-report` skips it). nox itself is not started: its
    `ensure_env` would reinstall the shared environment from this checkout.
 
 Each render is a fresh `python -m ex4.cli` process (interpreter start and imports included). The edit goes into
@@ -30,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = ROOT / "report" / "section6-1.qmd"
+# the tests `nox -s report` runs before rendering (noxfile.py: report; tests/test_test_tiers.py checks they agree)
+QUICK_TESTS = "not book and not slow"
 SENTENCE = "One reference line runs through the loss figures"
 
 
@@ -124,7 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", help="parameter profile (default: the full book)")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--suite", action="store_true", help="also run the test suite, for the `nox -s report` figure")
+    parser.add_argument("--no-report", action="store_true", help="skip the warm `nox -s report` figure (step 4)")
     args = parser.parse_args()
     profile = ["--params", args.params] if args.params else []
     from ex4.train.device import cpu_description
@@ -150,9 +152,9 @@ def main() -> None:
         shown = preview_edits(profile, edit, args.repeat)
         print(f"3. one sentence edited in ex4 preview, until the served page has it: {median(shown)}  goal <= 5 s; "
               f"{load()}")
-        if args.suite:
+        if not args.no_report:
             data = run(["-m", "ex4.cli", "data", "build", "--if-missing"])
-            suite = run(["-m", "pytest", "-q", "-x", "-m", "not book", "-p", "no:cacheprovider"])
+            suite = run(["-m", "pytest", "-q", "-x", "-m", QUICK_TESTS, "-p", "no:cacheprovider"])
             edit.next()
             book_render = render(profile)
             checks = run(["-m", "pytest", "-q", "-m", "book", "-p", "no:cacheprovider"],
@@ -162,8 +164,6 @@ def main() -> None:
                   f"{suite:.1f} + render {book_render:.1f} + book checks {checks:.1f}  goal <= 60 s; {load()}")
     # the edits leave _book/ showing a sentence that is no longer in the source: render it back
     print(f"final render of the unedited chapter: {render(profile):.1f} s")
-    if not args.suite:
-        print("4. warm nox -s report: run with --suite to measure it (the test suite takes minutes)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,23 @@ from typing import Callable
 import numpy as np
 import pytest
 
+# --- test tiers ------------------------------------------------------------------------------------------------
+
+# Modules whose every test trains a network, executes a chapter, renders or runs the CLI in a subprocess: the
+# `slow` tier (single slow tests elsewhere carry `@pytest.mark.slow`). `nox -s report` runs the rest, the quick
+# tier (`-m "not book and not slow"`), before rendering; `nox -s tests` runs everything.
+SLOW_MODULES = frozenset({
+    "test_cli.py", "test_cnn_experiment.py", "test_cnn_gpu.py", "test_cnn_probe.py", "test_cnn_setup.py",
+    "test_cnn_textbook.py", "test_render_book.py", "test_section7_wording.py", "test_seed_repeats.py",
+    "test_seed_wording.py", "test_wording_section6_front.py",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 # --- data layer --------------------------------------------------------------------------------------------
 
 DATA_EUROPE_ROWS = {

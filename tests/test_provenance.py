@@ -53,6 +53,7 @@ def test_without_a_log_the_store_results_of_experiment_runs_are_listed(build, mo
     assert set(records.hits.values()) == {None} and records.n_hits == records.n_computed == 0
 
 
+@pytest.mark.slow
 def test_the_appendix_words_a_build_with_and_without_a_log(build, monkeypatch):
     store, log, _, _ = build
     monkeypatch.setenv("EX4_STORE", str(store.root))

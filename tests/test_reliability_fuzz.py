@@ -75,6 +75,7 @@ def _assert_accepted_or_one_line(status: int, stderr: str, case: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("ex4: error: "), (case, stderr)
 
 
+@pytest.mark.slow
 def test_generated_malformed_csv_files(tmp_path, capsys, data_europe_dir):
     rng = random.Random(13)
     names = ("train.csv", "validation.csv", "test.csv", "countries.csv")
@@ -137,6 +138,7 @@ def _image_bytes(rng: random.Random) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.slow
 def test_generated_malformed_image_files(tmp_path, capsys, data_isolated_root, data_faces_tree):
     rng = random.Random(1313)
     root = data_faces_tree(per_class=1)

@@ -114,6 +114,7 @@ KILLED_WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_killed_mid_write_leaves_the_store_consistent(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "writing"
@@ -135,6 +136,7 @@ def _concurrent_worker(root, queue):
     queue.put((outcome.hit, outcome.result["pid"]))
 
 
+@pytest.mark.slow
 def test_two_processes_same_key_compute_once(tmp_path):
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()

@@ -35,6 +35,13 @@ the new prose and takes captions and other cell options from the current source.
 or heading costs the Markdown assembly, pandoc and typst — no kernel. Wording chosen in code (`#| output:
 asis` cells) is code: editing it re-executes that chapter (whose results all come from the store).
 
+**What the recorder cannot see.** A file that native code opens by itself (a compiled library calling the C
+`open()`/`fopen()` on a path, not Python's `open`/`os.open`, which raise the audit event), and inputs that are
+not files (the network, the clock, a random source without a seed). ex4's chapters read data through the
+experiments, whose store keys hold the data's content (a changed file changes the key the chapter recorded), and
+the libraries they use (pandas, numpy, PIL, torch, matplotlib) open files through Python; a helper of your own
+that reads a file in native code is not tracked: render with `--fresh` after changing such a file.
+
 Entries are stored like results: one file per entry, its first line the SHA-256 of the rest, written to a
 temporary file and renamed into place (`ex4.atomic`); one that fails its checksum is deleted and treated as
 missing. `ex4 render --fresh` executes every chapter and refreshes the entries. This is ex4's own code: no

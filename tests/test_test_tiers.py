@@ -1,0 +1,44 @@
+"""The quick test tier that `nox -s report` runs before rendering: one marker expression, used alike by the
+noxfile and by the benchmark that measures a warm `nox -s report`, and a tier that leaves out what is slow."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def noxfile_quick_tier() -> str:
+    text = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    report = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "report")
+    expressions = []
+    for call in ast.walk(report):
+        if isinstance(call, ast.Call):
+            args = [arg.value for arg in call.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+            if "pytest" in args and "-m" in args[args.index("pytest"):]:
+                after = args[args.index("pytest"):]
+                expressions.append(after[after.index("-m") + 1])
+    quick = [expression for expression in expressions if expression != "book"]
+    assert len(quick) == 1, expressions
+    return quick[0]
+
+
+def test_the_report_session_runs_the_quick_tier_before_the_book_checks():
+    quick = noxfile_quick_tier()
+    assert re.fullmatch(r"not book and not slow", quick), quick
+
+
+def test_the_render_benchmark_measures_the_same_tier():
+    text = (ROOT / "benchmarks" / "render.py").read_text(encoding="utf-8")
+    constant = next(node for node in ast.parse(text).body
+                    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "QUICK_TESTS")
+    assert constant.value.value == noxfile_quick_tier()
+
+
+def test_the_markers_it_names_are_declared():
+    config = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    for marker in re.findall(r"not (\w+)", noxfile_quick_tier()):
+        assert f'"{marker}:' in config, marker
