@@ -42,3 +42,10 @@ def test_the_markers_it_names_are_declared():
     config = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     for marker in re.findall(r"not (\w+)", noxfile_quick_tier()):
         assert f'"{marker}:' in config, marker
+
+
+def test_every_module_listed_as_slow_exists():
+    from conftest import SLOW_MODULES
+
+    missing = sorted(name for name in SLOW_MODULES if not (ROOT / "tests" / name).is_file())
+    assert not missing, f"tests/conftest.py lists slow modules that do not exist: {missing}"
