@@ -72,7 +72,7 @@ def main() -> None:
             for name, pattern in PHASES:
                 if pattern.search(line) and name not in starts:
                     starts[name] = now
-        elif re.match(r"\s*\[[0-9]+/[0-9]+\] \S+\.qmd", line):  # `ex4 render`: [k/n] chapter  seconds (how)
+        elif re.search(r"ex4 render: \[[0-9]+/[0-9]+\] \S+\.qmd", line):  # `ex4 render`: [k/n] chapter  seconds (how)
             chapters.append(line.strip())
     status = process.wait()
     ended = time.perf_counter()
