@@ -15,8 +15,14 @@ connects to a scheduler that is already running (`dask scheduler` + `dask worker
 `SLURMCluster`). One client per scheduler address is kept for the life of the process, so the experiments a
 chapter runs share it.
 
+A task may depend on other tasks of the same sweep (`Task.deps`: a Section 7 run on the task that pretrains
+its backbone): their futures are passed to it, so Dask starts it once they are done and fails it when one of
+them fails. Locally the tasks simply run in their listed order, dependencies first.
+
 The numbers do not depend on the executor: a task trains exactly what the local path trains for that run,
-with the same seed, and the store key of a run does not mention where it ran.
+with the same seed and the same number of torch threads (Section 7 trains on every core of the machine on a
+worker too, since the thread count changes a network's rounding), and the store key of a run does not mention
+where it ran.
 """
 
 from __future__ import annotations
