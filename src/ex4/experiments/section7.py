@@ -254,7 +254,8 @@ def obtain_backbone(ref: BackboneRef, store: Store, device: torch.device, how) -
     side, crop = ref.surrogate_params["resize"], ref.surrogate_params["crop"]
     outcome = store.get_or_compute(
         "cnn-surrogate", ref.surrogate_params, ref.surrogate_data, SURROGATE_CODE,
-        lambda: _surrogate_entry(list(ref.excluded), side, crop, ref.surrogate_params["seed"], device, how))
+        lambda: _surrogate_entry(list(ref.excluded), side, crop, ref.surrogate_params["seed"], device, how,
+                                 ref.surrogate_params["epochs"]))
     if outcome.key != ref.surrogate_key:  # the code or a library changed between planning and now
         raise Ex4Error(f"cnn-surrogate: stored under {outcome.key}, expected {ref.surrogate_key}; the code or a "
                        "library changed during the run; run again")
@@ -262,10 +263,10 @@ def obtain_backbone(ref: BackboneRef, store: Store, device: torch.device, how) -
     return Backbone(ref.tag, outcome.tensors["backbone"], ref.identity, info), outcome
 
 
-def _surrogate_entry(excluded: list[int], side: int, crop: int, seed: int, device: torch.device, how):
+def _surrogate_entry(excluded: list[int], side: int, crop: int, seed: int, device: torch.device, how, epochs: int):
     from ex4.train.surrogate import pretrain_surrogate
 
-    state, info = pretrain_surrogate(excluded, side, crop, seed, device, how)
+    state, info = pretrain_surrogate(excluded, side, crop, seed, device, how, epochs=epochs)
     return info, {"backbone": state}
 
 
