@@ -142,7 +142,7 @@ def overhead(values: dict, device, how, reps: int, lr: float) -> dict[str, dict[
             backbone = section7.Backbone("surrogate:bench", "bench", backbone_state, "bench")
             setup = section7.Setup(params, device, how, images, backbone)
             threads = torch.get_num_threads()
-            section7.run_full_network(setup, baseline)
+            section7.run_full_network(setup, baseline, lr)
             torch.set_num_threads(threads)
             sync(device)
         return run

@@ -65,8 +65,9 @@ def test_all_baselines_give_the_documented_result_and_rerun_from_the_store(cnn, 
 
     again = cnn(faces)
     assert again.hit and again.result == json.loads(json.dumps(result))
-    experiments_seen = {row["experiment"] for row in cnn.store.entries()}
-    assert experiments_seen == {"cnn", "cnn-surrogate", "cnn-features"}
+    experiments_seen = [row["experiment"] for row in cnn.store.entries()]
+    # one stored run per (baseline, lr), the surrogate and the features each once, and the assembled result
+    assert sorted(experiments_seen) == ["cnn", "cnn-features", *["cnn-run"] * 5, "cnn-surrogate"]
 
 
 def test_same_seed_gives_the_same_numbers(cnn, data_faces_tree, tmp_path):
@@ -177,3 +178,66 @@ def test_surrogate_never_sees_the_stand_ins_val_and_test_digits(tmp_path):
     images, classes, kept = surrogate.source_digits([5, 7, 11])
     assert len(kept) == 1797 - 3 and not {5, 7, 11} & set(kept.tolist()) and len(images) == len(classes)
     assert section7.excluded_digits(tmp_path / "elsewhere") == []
+
+
+def counting(monkeypatch, module, name) -> list:
+    """Record the calls of `module.name` (its first two arguments) while still making them."""
+    calls: list = []
+    original = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(args[1:3])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
+
+
+def stored_runs(store: Store) -> dict[str, dict]:
+    """store key -> meta params of every stored `cnn-run`."""
+    return {row["key"]: row["params"] for row in store.entries() if row["experiment"] == "cnn-run"}
+
+
+def test_a_new_learning_rate_trains_one_run_per_torch_baseline_and_runs_do_not_depend_on_each_other(
+        cnn, data_faces_tree, monkeypatch, tmp_path):
+    faces = data_faces_tree(per_class=3)
+    pretrain = counting(monkeypatch, surrogate, "pretrain_surrogate")
+    first = cnn(faces)
+    assert len(pretrain) == 1  # three pretrained runs, one surrogate
+    before = stored_runs(cnn.store)
+    computed = counting(monkeypatch, section7, "compute_run")
+    wider = cnn(faces, cnn_learning_rates=[0.01, 0.1])
+    assert sorted(computed) == [("finetune", 0.1), ("linear_probe", 0.1), ("scratch", 0.1)]
+    assert len(stored_runs(cnn.store)) == len(before) + 3 and len(pretrain) == 1
+    assert wider.result["runs"][:2] == first.result["runs"][:2]  # xgboost and scratch lr=0.01, read back
+    # fewer baselines or rates: a new result, assembled from stored runs without computing any
+    computed.clear()
+    fewer = cnn(faces, cnn_baselines=["finetune", "xgboost"], cnn_learning_rates=[0.1])
+    assert computed == [] and not fewer.hit
+    assert [run["label"] for run in fewer.result["runs"]] == ["finetune lr=0.1", "xgboost"]
+    # a run computed alone, in another store, is the same run: same key, same numbers, same probabilities
+    alone_store = Store(tmp_path / "alone")
+    values = params.resolve(("test", {**TINY, "faces_dir": str(faces), "cnn_learning_rates": [0.1]}))
+    alone = experiments.run("cnn", values, store=alone_store)
+    assert set(stored_runs(alone_store)) <= set(stored_runs(cnn.store))
+    together = {run["label"]: run for run in wider.result["runs"]}
+    for run in alone.result["runs"]:
+        assert {k: v for k, v in run.items() if k != "wall_time"} == \
+            {k: v for k, v in together[run["label"]].items() if k != "wall_time"}
+        for split in ("val", "test"):
+            assert torch.equal(alone.tensors["probabilities"][split][run["label"]],
+                               wider.tensors["probabilities"][split][run["label"]])
+
+
+def test_a_run_key_names_what_decides_its_numbers_and_nothing_else(cnn, data_faces_tree):
+    faces = data_faces_tree(per_class=2)
+    cnn(faces, cnn_baselines=["xgboost", "scratch"])
+    runs = {params_["baseline"]: params_ for params_ in stored_runs(cnn.store).values()}
+    assert runs["xgboost"] == {"baseline": "xgboost", "lr": None, "seed": 0, "train_subset": None, "crop": 8,
+                               "resize": 224}
+    assert runs["scratch"] == {"baseline": "scratch", "lr": 0.01, "seed": 0, "train_subset": None, "image_size": 16,
+                               "device": "cpu", "numerics": runs["scratch"]["numerics"], "batch_size": 4,
+                               "epochs": 1}
+    before = set(stored_runs(cnn.store))
+    cnn(faces, cnn_baselines=["xgboost"], cnn_image_size=20, cnn_batch_size=2)  # neither decides XGBoost's numbers
+    assert set(stored_runs(cnn.store)) == before

@@ -113,19 +113,80 @@ def test_section6_sweep_on_dask_is_bit_identical_and_reuses_the_store(tmp_path, 
     assert cluster.submitted - before == 1 and not wider.hit
 
 
-def test_section7_smoke_on_dask_is_bit_identical(tmp_path, cluster):
+def test_section7_smoke_on_dask_is_bit_identical_run_by_run(tmp_path, cluster):
+    """Every Section 7 run is one task, after the surrogate and features tasks it needs; same runs, same keys,
+    same numbers as computed locally; a warm store submits nothing; one more rate is one task per torch baseline."""
     import yaml
 
     smoke = yaml.safe_load((Path(__file__).parents[1] / "params" / "smoke.yml").read_text())
     local = run("cnn", params.resolve(("smoke", smoke)), Store(tmp_path / "local"))
-    before = cluster.submitted
-    remote = run("cnn", params.resolve(("smoke", {**smoke, **DASK})), Store(tmp_path / "dask"))
-    assert cluster.submitted - before >= 1
-    assert_same_outcome(local, remote)
+    counter = tmp_path / "pretrainings"
+
+    def count_pretraining(path):  # runs in every worker process: each surrogate pretraining appends a line
+        import ex4.train.surrogate as module
+
+        original = module.pretrain_surrogate
+
+        def counted(*args, **kwargs):
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write("pretrained\n")
+            return original(*args, **kwargs)
+
+        counted.__wrapped__ = original
+        module.pretrain_surrogate = counted
+
+    def uncount():
+        import ex4.train.surrogate as module
+
+        module.pretrain_surrogate = getattr(module.pretrain_surrogate, "__wrapped__", module.pretrain_surrogate)
+
+    cluster.client.run(count_pretraining, str(counter))
+    try:
+        before = cluster.submitted
+        remote = run("cnn", params.resolve(("smoke", {**smoke, **DASK})), Store(tmp_path / "dask"))
+        n_runs = len(local.result["runs"])
+        assert cluster.submitted - before == n_runs + 2  # each run, the surrogate and the features: one task each
+        assert counter.read_text().splitlines() == ["pretrained"]  # three pretrained runs, one pretraining
+        assert_same_outcome(local, remote)
+        assert stored_keys(tmp_path / "dask") == stored_keys(tmp_path / "local")
+        experiments_stored = sorted(row["experiment"] for row in Store(tmp_path / "dask").entries())
+        assert experiments_stored == ["cnn", "cnn-features", *["cnn-run"] * n_runs, "cnn-surrogate"]
+        before = cluster.submitted
+        assert run("cnn", params.resolve(("smoke", {**smoke, **DASK})), Store(tmp_path / "dask")).hit
+        assert cluster.submitted == before
+        rates = [*smoke["cnn_learning_rates"], 0.001]
+        wider = run("cnn", params.resolve(("smoke", {**smoke, **DASK, "cnn_learning_rates": rates})),
+                    Store(tmp_path / "dask"))
+        assert cluster.submitted - before == 3  # scratch, linear_probe and finetune at 0.001; nothing else
+        assert counter.read_text().splitlines() == ["pretrained"]
+        old = {r["label"]: without_timings(r) for r in remote.result["runs"]}
+        assert [without_timings(r) for r in wider.result["runs"] if r["label"] in old] == list(old.values())
+        assert len(wider.result["runs"]) == n_runs + 3
+    finally:
+        cluster.client.run(uncount)
+
+
+def test_section7_seeds_on_dask_go_out_as_one_sweep(tmp_path, cluster, data_faces_tree):
+    """Every missing Section 7 run of every seed is a task of one sweep; a seed past cnn_full_network_repeats has
+    no full-network run; results and keys are those computed locally."""
+    from ex4.experiments import run_seeds
+
+    tiny = {"faces_dir": str(data_faces_tree(per_class=3)), "cnn_image_size": 16, "cnn_learning_rates": [0.01],
+            "cnn_batch_size": 4, "cnn_xgb_crop": 8, "cnn_baselines": ["xgboost", "scratch"], "seed_repeats": 2,
+            "cnn_full_network_repeats": 1}
+    local = run_seeds(["cnn"], params.resolve(("test", tiny)), Store(tmp_path / "local"))["cnn"]
+    assert [[r["label"] for r in o.result["runs"]] for o in local] == [["xgboost", "scratch lr=0.01"], ["xgboost"]]
+    sweeps = []
+    compute = cluster.compute
+    cluster.compute = lambda tasks, progress=None: sweeps.append(len(tasks)) or compute(tasks, progress)
+    try:
+        remote = run_seeds(["cnn"], params.resolve(("test", {**tiny, **DASK})), Store(tmp_path / "dask"))["cnn"]
+    finally:
+        del cluster.compute
+    assert sweeps == [3]  # seed 0: xgboost and scratch; seed 1: xgboost; one sweep, then only assembling
+    assert [o.key for o in remote] == [o.key for o in local]
+    assert [without_timings(o.result) for o in remote] == [without_timings(o.result) for o in local]
     assert stored_keys(tmp_path / "dask") == stored_keys(tmp_path / "local")
-    before = cluster.submitted
-    assert run("cnn", params.resolve(("smoke", {**smoke, **DASK})), Store(tmp_path / "dask")).hit
-    assert cluster.submitted == before
 
 
 def test_a_worker_killed_mid_run_is_retried_and_leaves_no_partial_entry(tmp_path, cluster):

@@ -125,3 +125,52 @@ def test_the_command_line_runs_every_seed(cities, tmp_path):
     printed = json.loads(done.stdout)
     assert [entry["seed"] for entry in printed] == [0, 1] and printed[0]["key"] != printed[1]["key"]
     assert "mlp-epochs (seed 1): result" in done.stderr
+
+
+def test_section7_over_seeds_reuses_stored_runs_and_keeps_full_networks_to_the_first_seeds(
+        tmp_path, monkeypatch, data_isolated_root, data_faces_tree):
+    from ex4.experiments import section7 as s7
+    from ex4.train import surrogate
+    from test_cnn_experiment import TINY, counting
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setattr(surrogate, "EPOCHS", 1)
+    full_source = surrogate.source_digits
+    monkeypatch.setattr(surrogate, "source_digits", lambda exclude=(): tuple(part[:48] for part in full_source(exclude)))
+    store = Store(tmp_path / "store")
+    values = params.resolve(("test", {**TINY, "faces_dir": str(data_faces_tree(per_class=3)), "seed_repeats": 2,
+                                      "cnn_baselines": ["xgboost", "scratch", "sklearn_probe"],
+                                      "cnn_full_network_repeats": 1}))
+    computed = counting(monkeypatch, s7, "compute_run")
+    two = run_seeds("cnn", values, store)["cnn"]
+    assert [[run["label"] for run in o.result["runs"]] for o in two] == \
+        [["xgboost", "scratch lr=0.01", "sklearn_probe"], ["xgboost", "sklearn_probe"]]
+    assert [{run["params"]["seed"] for run in o.result["runs"]} for o in two] == [{0}, {1}]
+    assert len(computed) == 5
+    computed.clear()
+    three = run_seeds("cnn", {**values, "seed_repeats": 3}, store)["cnn"]
+    assert sorted(computed) == [("sklearn_probe", None), ("xgboost", None)]  # seed 2's runs, and only the cheap ones
+    assert [o.key for o in three[:2]] == [o.key for o in two] and all(o.hit for o in three[:2])
+    # the first seed's result is the one `run` gives for that seed alone
+    assert run("cnn", {**values, "seed_repeats": 1}, store).key == two[0].key
+    # every seed with the full networks: only seed 1's scratch run is new, its cheap runs are reused
+    computed.clear()
+    every = run_seeds("cnn", {**values, "cnn_full_network_repeats": None}, store)["cnn"]
+    assert computed == [("scratch", 0.01)]
+    assert every[0].key == two[0].key and every[1].key != two[1].key
+    assert [run["label"] for run in every[1].result["runs"]] == ["xgboost", "scratch lr=0.01", "sklearn_probe"]
+    assert every[1].result["runs"][0] == two[1].result["runs"][0]  # the same stored XGBoost run
+
+
+def test_a_seed_left_without_baselines_gives_no_cnn_result():
+    from ex4.experiments.seeds import repeated, seed_values
+
+    values = params.resolve(("test", {"seed": 3, "seed_repeats": 3, "cnn_full_network_repeats": 2,
+                                      "cnn_baselines": ["scratch", "finetune"]}))
+    assert repeated("cnn") and repeated("mlp-lr") and not repeated("elsewhere")
+    assert [seed_values("cnn", values, seed) is None for seed in (3, 4, 5)] == [False, False, True]
+    assert seed_values("mlp-lr", values, 5)["seed"] == 5  # only Section 7 drops baselines
+    cheap = seed_values("cnn", {**values, "cnn_baselines": ["scratch", "xgboost"]}, 5)
+    assert cheap["cnn_baselines"] == ["xgboost"] and cheap["seed"] == 5 and cheap["seed_repeats"] == 1
+    with pytest.raises(Ex4Error, match="cnn_full_network_repeats"):
+        params.resolve(("test", {"cnn_full_network_repeats": 0}))

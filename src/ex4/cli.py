@@ -59,14 +59,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     values = params.resolve_cli(args.params, args.set or [])
     names = list(registry()) if args.experiment == "all" else [args.experiment]
     outputs = []
-    for name in names:  # with seed_repeats > 1, a result per seed (Section 6)
+    for name in names:  # with seed_repeats > 1, a result per seed (Sections 6 and 7)
         outcomes = run_seeds(name, values, Store(args.store) if args.store else None)[name]
         for outcome in outcomes:
             state = "stored" if outcome.hit else f"computed in {outcome.wall_time:.1f} s"
-            seed = f" (seed {outcome.result.get('seed')})" if len(outcomes) > 1 else ""
+            # Section 6 results name their seed; every result's store-key parameters do
+            result_seed = outcome.result.get("seed", (outcome.meta.get("params") or {}).get("seed"))
+            seed = f" (seed {result_seed})" if len(outcomes) > 1 else ""
             print(f"{name}{seed}: result {outcome.key} ({state})", file=sys.stderr)
             outputs.append({"experiment": name, "key": outcome.key, "stored": outcome.hit,
-                            **({"seed": outcome.result.get("seed")} if len(outcomes) > 1 else {}),
+                            **({"seed": result_seed} if len(outcomes) > 1 else {}),
                             "runs": outcome.result.get("runs", [])})
     if args.json:
         payload = outputs[0] if len(outputs) == 1 else outputs

@@ -15,8 +15,14 @@ connects to a scheduler that is already running (`dask scheduler` + `dask worker
 `SLURMCluster`). One client per scheduler address is kept for the life of the process, so the experiments a
 chapter runs share it.
 
+A task may depend on other tasks of the same sweep (`Task.deps`: a Section 7 run on the task that pretrains
+its backbone): their futures are passed to it, so Dask starts it once they are done and fails it when one of
+them fails. Locally the tasks simply run in their listed order, dependencies first.
+
 The numbers do not depend on the executor: a task trains exactly what the local path trains for that run,
-with the same seed, and the store key of a run does not mention where it ran.
+with the same seed and the same number of torch threads (Section 7 trains on every core of the machine on a
+worker too, since the thread count changes a network's rounding), and the store key of a run does not mention
+where it ran.
 """
 
 from __future__ import annotations
@@ -56,12 +62,31 @@ class Task:
     """One independent run: `fn(*args)` computes it, stores it and returns its store key.
 
     `key` is the run's store key, used as the Dask key too: the same run asked for twice in one sweep is one
-    task. `fn` must be a module-level function (workers import it by name)."""
+    task. `fn` must be a module-level function (workers import it by name). `deps` are the keys of tasks of the
+    same sweep that must be done first (a run that needs a pretrained backbone after the task that pretrains
+    it); they come earlier in the list. On Dask they are passed to the task as its dependency futures, so
+    Dask itself waits for them; the task reads what they stored from the store."""
 
     key: str
     fn: Callable[..., str]
     args: tuple
     label: str = ""
+    deps: tuple[str, ...] = ()
+
+
+def check_order(tasks: Sequence[Task]) -> None:
+    """ValueError unless every task's `deps` name tasks listed before it (a programming error, not user input)."""
+    seen: set[str] = set()
+    for task in tasks:
+        missing = [dep for dep in task.deps if dep not in seen]
+        if missing:
+            raise ValueError(f"task {task.label or task.key} depends on {missing[0]}, which is not an earlier task")
+        seen.add(task.key)
+
+
+def after(fn: Callable[..., str], args: tuple, *done: str) -> str:
+    """`fn(*args)`, once the tasks whose results are `done` have finished (Dask resolves them before the call)."""
+    return fn(*args)
 
 
 @dataclass
@@ -76,6 +101,8 @@ class LocalExecutor:
         return False
 
     def compute(self, tasks: Sequence[Task], progress: str | None = None) -> list[str]:
+        """Run the tasks in order (dependencies come first) and return their keys."""
+        check_order(tasks)
         self.submitted += len(tasks)
         return [task.fn(*task.args) for task in tasks]
 
@@ -123,14 +150,24 @@ class DaskExecutor:
         self.checked_stores.add(root)
 
     def compute(self, tasks: Sequence[Task], progress: str | None = None) -> list[str]:
-        """Submit every task, wait for all of them, return their keys in order (a failed task raises)."""
+        """Submit every task, wait for all of them, return their keys in order (a failed task raises).
+
+        A task with `deps` gets their futures as arguments (through `after`), so Dask starts it once they are
+        done and fails it when one of them fails."""
         from distributed import as_completed
 
+        check_order(tasks)
         unique: dict[str, Task] = {}
         for task in tasks:
             unique.setdefault(task.key, task)
-        futures = {key: self.client.submit(task.fn, *task.args, key=f"ex4-{key}", retries=TASK_RETRIES,
-                                           pure=False) for key, task in unique.items()}
+        futures: dict[str, Any] = {}
+        for key, task in unique.items():
+            options = {"key": f"ex4-{key}", "retries": TASK_RETRIES, "pure": False}
+            if task.deps:
+                futures[key] = self.client.submit(after, task.fn, task.args, *(futures[dep] for dep in task.deps),
+                                                  **options)
+            else:
+                futures[key] = self.client.submit(task.fn, *task.args, **options)
         self.submitted += len(futures)
         bar = _progress_bar(len(futures), progress)
         try:

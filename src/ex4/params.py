@@ -203,8 +203,8 @@ SCHEMA: dict[str, Spec] = {
     # shared
     "seed": Spec(0, int_in(0, MAX_SEED), f"seed for numpy and torch (0..{MAX_SEED:,})"),
     "seed_repeats": Spec(1, int_in(1, MAX_SEED_REPEATS),
-                         "Section 6: train every run for the seeds seed, seed+1, ..., seed+N-1 and say in how many of "
-                         f"them each claim holds (1..{MAX_SEED_REPEATS}; 1 = the course's single run)"),
+                         "train every run of Sections 6 and 7 for the seeds seed, seed+1, ..., seed+N-1 and say in how "
+                         f"many of them each claim holds (1..{MAX_SEED_REPEATS}; 1 = the course's single run)"),
     "europe_dir": Spec(None, directory_or_default, "course-format city CSVs; null = bundled GeoNames set"),
     "faces_dir": Spec(None, directory_or_default, "ImageFolder tree of real/fake images; null = bundled stand-in"),
     "device": Spec("auto", choice("auto", "cpu", "cuda"), "torch device; auto = cuda when available"),
@@ -274,6 +274,10 @@ SCHEMA: dict[str, Spec] = {
     "cnn_precision": Spec("auto", choice("auto", "float32", "bfloat16"),
                           "torch arithmetic: auto = bf16 autocast + channels_last where native, else float32; "
                           "float32 = bit-identical to a textbook loop"),
+    "cnn_full_network_repeats": Spec(None, optional(int_in(1, MAX_SEED_REPEATS)),
+                                     "of the seed_repeats seeds, only the first N also train the full-network "
+                                     "baselines (scratch, finetune); the later ones train XGBoost and the probes "
+                                     f"alone (1..{MAX_SEED_REPEATS}; null = every seed)"),
 }
 
 

@@ -4,9 +4,10 @@
 data files and asks the store, which returns the stored outcome or computes it once.
 
 Where the computing happens is the executor's business (`ex4.executor`, parameters `executor` and
-`dask_scheduler`). An experiment made of independent stored runs (Section 6 on the kernel engine) hands its
-missing runs to `Context.executor` itself and assembles its result from the store; any other experiment is,
-under `executor: dask`, one task on the cluster that computes and stores the whole result on a worker.
+`dask_scheduler`). An experiment made of independent stored runs (Section 6 on the kernel engine, and Section 7,
+whose runs depend on a stored surrogate backbone and stored features) hands its missing runs to
+`Context.executor` itself and assembles its result from the store; any other experiment (Section 6 on the torch
+engine) is, under `executor: dask`, one task on the cluster that computes and stores the whole result on a worker.
 """
 
 from __future__ import annotations
@@ -170,12 +171,15 @@ def run_seeds(names: str | Sequence[str], values: dict[str, Any], store: Store |
               ) -> dict[str, list[Outcome]]:
     """Results of each experiment in `names` for every seed of `values` (`seed`, …, `seed` + `seed_repeats` − 1),
     in seed order: one `run` per seed, each under the key that experiment has for that seed alone. An experiment
-    that is not repeated over seeds (`ex4.experiments.seeds.repeated`: Section 7 for now) gives one result, for
-    the first seed.
+    that is not repeated over seeds (`ex4.experiments.seeds.repeated`) gives one result, for the first seed.
+    Section 7's `cnn` gives one result per seed too, but a seed past the first `cnn_full_network_repeats` runs
+    without the full-network baselines (scratch, finetune), and a seed left with no baseline gives none
+    (`ex4.experiments.seeds.seed_values`).
 
     With `seed_repeats` 1 this is `run` itself. With more, the missing Section 6 runs of every seed are trained
-    first, together (`ex4.experiments.seeds.prefetch`), and each seed's result is then assembled from them."""
-    from ex4.experiments.seeds import prefetch, repeated, seeds_of, with_seed
+    first, together (`ex4.experiments.seeds.prefetch`), and on Dask so are the missing Section 7 runs of every
+    seed (`prefetch_cnn`); each seed's result is then assembled from them."""
+    from ex4.experiments.seeds import prefetch, prefetch_cnn, repeated, seed_values, seeds_of
 
     names = [names] if isinstance(names, str) else list(names)
     seeds = seeds_of(values)
@@ -183,8 +187,9 @@ def run_seeds(names: str | Sequence[str], values: dict[str, Any], store: Store |
         return {name: [run(name, values, store)] for name in names}
     store = store or Store()
     prefetch(names, values, store)
-    return {name: [run(name, with_seed(values, seed), store) for seed in seeds] if repeated(name)
-            else [run(name, values, store)] for name in names}
+    prefetch_cnn(names, values, store)
+    return {name: [run(name, p, store) for p in (seed_values(name, values, seed) for seed in seeds) if p is not None]
+            if repeated(name) else [run(name, values, store)] for name in names}
 
 
 def unchanged_data(computed: Any, before: dict[Path, str]) -> Any:

@@ -10,6 +10,12 @@ itself would store it (`ex4.experiments.section6._train`), so the experiments th
 the store. Locally, the missing runs of one seed train in one call of the engine, which shares their groups
 out over the cores; on a Dask executor every missing run of every seed is one task of one sweep.
 
+Section 7's `cnn` is repeated too, and its full-network baselines (scratch, finetune: every weight of ResNet18
+trains) are the expensive part: `cnn_full_network_repeats` = K keeps them to the first K seeds, and the later
+seeds' results hold only XGBoost and the probes (`seed_values`: the experiment run with `cnn_baselines`
+filtered, an honest result under its own key). On a Dask executor every missing Section 7 run of every seed,
+with the surrogate pretraining and feature extraction they need, goes out in one sweep first (`prefetch_cnn`).
+
 This module changes no stored result: Section 6's own module (whose source is part of every run's key) is
 untouched by the seeds, so the keys of results stored before seeds existed still hold.
 """
@@ -33,11 +39,23 @@ def with_seed(values: Mapping[str, Any], seed: int) -> dict[str, Any]:
 
 
 def repeated(name: str) -> bool:
-    """Whether experiment `name` is computed once per seed: Section 6's (cheap, stored run by run). Section 7's
-    `cnn` is not repeated yet: it is computed once, for the first seed."""
+    """Whether experiment `name` is computed once per seed: Section 6's and Section 7's (both stored run by run)."""
     from ex4.experiments.section6 import RUN_SPECS
 
-    return name in RUN_SPECS
+    return name in RUN_SPECS or name == "cnn"
+
+
+def seed_values(name: str, values: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
+    """`values` for experiment `name` at one of the seeds of `values` (`with_seed`); for `cnn` at a seed past the
+    first `cnn_full_network_repeats`, without the full-network baselines, and None when no baseline is left."""
+    p = with_seed(values, seed)
+    full = values.get("cnn_full_network_repeats")
+    if name != "cnn" or full is None or seed - int(values["seed"]) < full:
+        return p
+    from ex4.experiments.section7 import FULL_NETWORK
+
+    cheap = [baseline for baseline in p["cnn_baselines"] if baseline not in FULL_NETWORK]
+    return {**p, "cnn_baselines": cheap} if cheap else None
 
 
 def prefetch(names: Sequence[str], values: Mapping[str, Any], store: Store) -> int:
@@ -99,3 +117,36 @@ def _refused(name: str, p: Mapping[str, Any]) -> bool:
     if name in ("mlp-shapes", "mlp-implicit"):
         return bool(p["mlp_shapes_batch_norm"]) and p["mlp_shapes_batch_size"] == 1
     return False
+
+
+def prefetch_cnn(names: Sequence[str], values: Mapping[str, Any], store: Store) -> int:
+    """On a Dask executor, compute every missing Section 7 run of every seed of `values` (with the surrogate
+    pretraining and the feature extraction they need) as tasks of one sweep; returns how many tasks ran. Seeds
+    whose `cnn` result is stored are skipped unplanned. Locally each seed's `run` computes its own runs."""
+    from ex4.executor import executor_for
+    from ex4.experiments import Context, DeclaredParams, data_dir_and_files, registry
+    from ex4.experiments import section7 as s7
+    from ex4.hashing import file_digest, fingerprint_digests
+
+    seeds = seeds_of(values)
+    if "cnn" not in names or len(seeds) == 1:
+        return 0
+    executor = executor_for(values.get("executor", "local"), values.get("dask_scheduler", "local:1"))
+    if not executor.distributed:
+        return 0
+    executor.check_store(store.root)
+    experiment = registry()["cnn"]
+    folder, files = data_dir_and_files("faces", dict(values))
+    data = fingerprint_digests(((path, file_digest(path)) for path in files), root=folder)
+    code = (*experiment.code, experiment.compute.__module__)
+    tasks: list = []
+    for seed in seeds:
+        p = seed_values("cnn", values, seed)
+        if p is None or store.load(store.key_for("cnn", experiment.key_params(p), data, code)) is not None:
+            continue
+        ctx = Context(params=DeclaredParams("cnn", p, experiment.params), data_dir=folder, store=store,
+                      data_fingerprint=data, executor=executor)
+        tasks += s7.missing_tasks(ctx, label=f"seed {seed} ")
+    if tasks:
+        s7.compute_tasks(executor, tasks, store, f"cnn, {len(seeds)} seeds")
+    return len(tasks)
