@@ -61,13 +61,19 @@ def seed_facts(result: Mapping[str, Any], seed: int) -> SeedFacts:
                      surrogate_facts(result))
 
 
-def cnn_over_seeds(results: Sequence[Mapping[str, Any]], first_seed: int = 0) -> OverSeeds[SeedFacts]:
-    """The facts of each seed's `cnn` result, first seed first. A result's seed is the one it records (its own
-    or its runs'), else its place after `first_seed`."""
+def result_seeds(results: Sequence[Mapping[str, Any]], first_seed: int = 0) -> list[int]:
+    """The seed of each `cnn` result: the one it records (its own or its runs'), else its place after
+    `first_seed`."""
     seeds = []
     for index, result in enumerate(results):
         recorded = result.get("seed", seed_of(result))
         seeds.append(int(recorded) if recorded is not None else first_seed + index)
+    return seeds
+
+
+def cnn_over_seeds(results: Sequence[Mapping[str, Any]], first_seed: int = 0) -> OverSeeds[SeedFacts]:
+    """The facts of each seed's `cnn` result, first seed first (seeds as `result_seeds` reads them)."""
+    seeds = result_seeds(results, first_seed)
     return over_seeds(seeds, [seed_facts(result, seed) for result, seed in zip(results, seeds)])
 
 
@@ -82,6 +88,14 @@ def all_baselines(s: OverSeeds[SeedFacts]) -> list[str]:
 def baseline_seeds(s: OverSeeds[SeedFacts]) -> dict[str, tuple[int, ...]]:
     """Baseline -> the seeds in which it ran."""
     return {baseline: tuple(facts.seed for facts in s.facts if facts.ran(baseline)) for baseline in all_baselines(s)}
+
+
+def seeds_of_baselines(results: Sequence[Mapping[str, Any]], first_seed: int = 0) -> dict[str, tuple[int, ...]]:
+    """`baseline_seeds` read from the results alone (their runs' baselines and seeds), without the facts."""
+    seeds = result_seeds(results, first_seed)
+    present = [set(present_baselines(result)) for result in results]
+    union = present_baselines({"runs": [run for result in results for run in result.get("runs", [])]})
+    return {baseline: tuple(seed for seed, ran in zip(seeds, present) if baseline in ran) for baseline in union}
 
 
 def with_baselines(s: OverSeeds[SeedFacts], *baselines: str) -> OverSeeds[SeedFacts] | None:
