@@ -88,22 +88,48 @@ def test_one_seed_says_nothing_about_seeds(real):
         assert " seeds" not in text and "(min–max" not in text
 
 
-def test_the_headline_table_counts_the_seeds_of_each_best_setting(real, flipped, tmp_path_factory):
+def front_page(real, seeds, cnn, tmp_path_factory) -> str:
+    """index.qmd over the three seeds, with Section 7's result (one, or a list of one per seed) as given."""
     import ex4.data
 
     given, _, tensors, _, _ = real
-    _, seeds, _ = flipped
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EX4_ROOT", str(tmp_path_factory.mktemp("ex4-root")))
         original = ex4.data.resolve_europe_dir
         patch.setattr(ex4.data, "resolve_europe_dir", lambda value: original(value or given["europe_dir"]))
         faces = faces_tree(tmp_path_factory.mktemp("faces"), standin=False)
         chosen = {**given, "faces_dir": str(faces), "seed_repeats": len(SEEDS)}
-        text = text_of("index.qmd", chosen, {**seeds, "cnn": cnn_result()},
+        return text_of("index.qmd", chosen, {**seeds, "cnn": cnn},
                        {name: [tensors[name]] * len(SEEDS) for name in tensors})
+
+
+def test_the_headline_table_counts_the_seeds_of_each_best_setting(real, flipped, tmp_path_factory):
+    _, seeds, _ = flipped
+    text = front_page(real, seeds, cnn_result(), tmp_path_factory)  # Section 7 computed for the first seed only
     assert "| 6.1 Does batch norm help? | with batch norm | 2 of 3 seeds |" in text
     assert "| 7 Which baseline tells real from fake? | xgboost | one seed only |" in text
     assert "mean followed by its range over the seeds" in text and "Section 7 is trained for the first seed only" in text
+
+
+def cnn_of_seed(seed: int, scratch_test_acc: float | None) -> dict:
+    """Section 7's result of one seed: XGBoost at 62.5 % test accuracy and, unless None, scratch at the given one."""
+    runs = [{"label": "xgboost", "baseline": "xgboost", "params": {"seed": seed},
+             "final": {"val_acc": 0.6, "test_acc": 0.625}}]
+    if scratch_test_acc is not None:
+        runs.append({"label": "scratch", "baseline": "scratch", "params": {"seed": seed},
+                     "final": {"val_acc": 0.7, "test_acc": scratch_test_acc}})
+    return {"experiment": "cnn", "runs": runs, "backbone": "none"}
+
+
+def test_the_front_page_counts_section7_over_the_seeds_in_which_every_baseline_ran(real, flipped, tmp_path_factory):
+    _, seeds, _ = flipped
+    # XGBoost wins seed 0, scratch wins seed 1, and seed 2 trained XGBoost only (no full-network baseline)
+    cnn = [cnn_of_seed(0, 0.5), cnn_of_seed(1, 0.7), cnn_of_seed(2, None)]
+    text = front_page(real, seeds, cnn, tmp_path_factory)
+    assert f"| 7 Which baseline tells real from fake? | xgboost | 1 of 2 seeds | 60.0{NBSP}% | 62.5{NBSP}% |" in text
+    assert "**Every claim of Sections 6 and 7 is checked over 3 seeds**" in text
+    assert "In Section 7, `scratch` was trained for seeds 0 and 1 only" in text
+    assert "Section 7 is trained for the first seed only" not in text
 
 
 def test_counts_and_spreads():
@@ -116,3 +142,6 @@ def test_counts_and_spreads():
     assert spread([None]) is None
     tie = over_seeds([0, 1], ["x", "y"])
     assert tie.mode(lambda f: f) == ("x", Holds(1, 2))  # the earliest seed's value among equals
+    where = facts.where(lambda f: f["acc"] is not None)
+    assert where.seeds == (3, 5) and where.holds(lambda f: f["best"] == "b") == Holds(1, 2)
+    assert facts.where(lambda f: False) is None

@@ -58,6 +58,18 @@ def pp(value: Any, digits: int = 1) -> str:
     return f"{points:+.{digits}f}\u00a0pp"
 
 
+def points(value: Any, digits: int = 1) -> str:
+    """The size of a difference of two accuracies in percentage points, without its sign ("4.8 pp"); over seeds
+    its mean and min–max range ("4.8 pp (3.9–5.6)"), signed as `pp` writes it when the seeds disagree on the sign
+    ("+1.0 pp (−2.0 to +4.0)")."""
+    if _over_seeds(value):
+        if value.low < 0 < value.high:
+            return pp(value, digits)
+        low, high = sorted((abs(value.low), abs(value.high)))
+        return f"{points(abs(value.mean), digits)} ({100 * low:.{digits}f}–{100 * high:.{digits}f})"
+    return pp(abs(_mean(value)), digits).lstrip("+")
+
+
 def num(value: Any, digits: int = 3) -> str:
     """Compact numbers for prose: integers with thousands separators, floats to `digits` significant digits;
     over seeds the mean and the min–max range: '1.23 (1.2–1.25)'."""

@@ -60,7 +60,7 @@ class SeedAnswer:
 
     experiment: str
     best: str  # the run's label: the best one in most seeds (the earliest seed's among equals)
-    holds: Holds  # seeds in which `best` is the best run
+    holds: Holds  # seeds in which `best` is the best run, of those in which every run of the experiment was trained
     val_acc: Spread | None  # of the run `best`, over every seed
     test_acc: Spread | None
     key: str  # the store key of the first seed's result
@@ -72,7 +72,9 @@ class SeedAnswer:
 def answers_over_seeds(outcomes: Mapping[str, Sequence[Outcome]], majority: float | None = None
                        ) -> dict[str, SeedAnswer]:
     """`answers` for each seed's outcome of every experiment (first seed first), summed up over the seeds. An
-    experiment computed for one seed only gives counts of 1 of 1."""
+    experiment computed for one seed only gives counts of 1 of 1. The best run is counted over the seeds in which
+    every run of the experiment was trained (Section 7 may train its full-network baselines on fewer seeds,
+    `cnn_full_network_repeats`); its accuracies are taken over every seed that trained it."""
     out = {}
     for name, per_seed in outcomes.items():
         seeds = [int(outcome.result.get("seed", index)) for index, outcome in enumerate(per_seed)]
@@ -80,7 +82,10 @@ def answers_over_seeds(outcomes: Mapping[str, Sequence[Outcome]], majority: floa
         if any(answer is None for answer in found):
             continue
         runs = over_seeds(seeds, [{run["label"]: run for run in outcome.result["runs"]} for outcome in per_seed])
-        by_seed = over_seeds(seeds, found)
+        every_run = set().union(*runs.facts)
+        complete = ([index for index, runs_of in enumerate(runs.facts) if set(runs_of) == every_run]
+                    or list(range(len(per_seed))))
+        by_seed = over_seeds([seeds[index] for index in complete], [found[index] for index in complete])
         best, holds = by_seed.mode(lambda answer: answer.best)
 
         def final(metric_name: str) -> Spread | None:

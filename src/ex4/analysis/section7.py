@@ -305,9 +305,7 @@ class WinnerFacts:
             return "none"
         if self.runner_up is None:
             return "alone"
-        if self.gap < TIE:
-            return "tied"
-        return "clear" if self.gap > self.resolution else "unresolved"
+        return lead(self.best, self.runner_up, self.n_test)  # type: ignore[return-value]  (never behind)
 
     @property
     def validation_agrees(self) -> bool | None:
@@ -315,6 +313,18 @@ class WinnerFacts:
         if self.best is None or self.best_by_val is None:
             return None
         return self.best_by_val["label"] == self.best["label"]
+
+
+def lead(first: Mapping[str, Any], second: Mapping[str, Any], n_test: int
+         ) -> Literal["tied", "clear", "unresolved", "behind"]:
+    """How `first` stands against `second` on the test set: tied (closer than TIE), ahead by more than the
+    resolution of its accuracy ("clear"), ahead within it ("unresolved"), or behind."""
+    gap = (accuracy(first) or 0.0) - (accuracy(second) or 0.0)
+    if abs(gap) < TIE:
+        return "tied"
+    if gap < 0:
+        return "behind"
+    return "clear" if gap > resolution(accuracy(first) or 0.0, n_test) else "unresolved"
 
 
 def winner_facts(result: Mapping[str, Any]) -> WinnerFacts:

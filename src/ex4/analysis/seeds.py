@@ -114,6 +114,12 @@ class OverSeeds(Generic[T]):
         chosen = next(v for v in values if counts[v] == top)
         return chosen, Holds(top, self.n)
 
+    def where(self, defined: Callable[[T], Any]) -> "OverSeeds[T] | None":
+        """The seeds in which `defined(facts)` is true (those where a claim is defined: say, where both baselines
+        it compares ran), first seed first; None when there is none."""
+        kept = [(seed, facts) for seed, facts in zip(self.seeds, self.facts) if defined(facts)]
+        return OverSeeds(tuple(seed for seed, _ in kept), tuple(facts for _, facts in kept)) if kept else None
+
     def seed_of_mode(self, value: Callable[[T], Any]) -> T:
         """The facts of the first seed that gives the modal value (to quote that seed's own details)."""
         chosen, _ = self.mode(value)

@@ -1,7 +1,9 @@
 """Figures of Section 7, drawn from a stored `cnn` result and images read from the data folder (nothing trains).
 
 Each baseline keeps one colour in every figure; chance level (the majority-class rate and the range a
-guesser reaches 95 % of the time) is drawn wherever accuracies are.
+guesser reaches 95 % of the time) is drawn wherever accuracies are. Given the results of several seeds
+(`seeds`: one result per seed, the first seed first), an accuracy is the mean over the seeds that trained the run,
+with an error bar (a band, for a baseline without a learning rate) from the lowest to the highest.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from ex4.analysis.section7 import (BASELINE_ORDER, CLASS_NAMES, SIGNIFICANCE, TO
                                    present_baselines)
 from ex4.fmt import format_lr
 from ex4.plots.style import add_provenance, apply_style, series_colors
+
+BAND_ALPHA = 0.15  # the min–max band over seeds of a baseline without a learning rate
 
 # how figures (and the chapter, for the same words) name each baseline
 BASELINE_NAMES = {
@@ -63,14 +67,31 @@ def _dodge(baseline: str) -> float:
     return 10 ** (0.03 * (TORCH_BASELINES.index(baseline) - (len(TORCH_BASELINES) - 1) / 2))
 
 
+def _over_seeds(results: Sequence[Mapping[str, Any]], split: str) -> dict[str, tuple[float, float, float, bool]]:
+    """Run label -> (mean, lowest, highest) accuracy in % over the seeds that trained it (NaN when never measured),
+    and whether it diverged in any of them."""
+    out = {}
+    for label in dict.fromkeys(run["label"] for result in results for run in result["runs"]):
+        runs = [run for result in results for run in result["runs"] if run["label"] == label]
+        values = [100 * value for run in runs if (value := accuracy(run, split)) is not None]
+        mean, low, high = ((float(np.mean(values)), min(values), max(values)) if values else (np.nan,) * 3)
+        out[label] = (mean, low, high, any(run.get("diverged") for run in runs))
+    return out
+
+
 def accuracy_by_learning_rate(result: Mapping[str, Any], outcomes: Iterable[Any] = (),
-                              extra: str = "") -> plt.Figure:
+                              extra: str = "", seeds: Sequence[Mapping[str, Any]] = ()) -> plt.Figure:
     """Validation and test accuracy of every run: torch baselines against the learning rate (log axis),
-    the baselines without one as horizontal lines, chance level and the guessing range shaded."""
+    the baselines without one as horizontal lines, chance level and the guessing range shaded. Over several
+    `seeds`: means, with min–max error bars (bands for the horizontal lines)."""
     apply_style()
-    baselines = present_baselines(result)
+    results = list(seeds) or [result]
+    several = len(results) > 1
+    runs_of_all = [run for each in results for run in each["runs"]]
+    union = {"runs": runs_of_all}
+    baselines = present_baselines(union)
     colors = baseline_colors(baselines)
-    rates = sorted({float(run["lr"]) for run in result["runs"] if run.get("lr") is not None})
+    rates = sorted({float(run["lr"]) for run in runs_of_all if run.get("lr") is not None})
     fig, axes = plt.subplots(1, len(SPLITS), figsize=(8.8, 5.0), sharey=True, squeeze=False)
     handles: dict[str, Any] = {}
     for ax, (split, split_name) in zip(axes[0], SPLITS):
@@ -78,25 +99,32 @@ def accuracy_by_learning_rate(result: Mapping[str, Any], outcomes: Iterable[Any]
         if guess.n:
             ax.axhspan(100 * guess.majority_rate, 100 * guess.threshold, color="0.85", alpha=0.6, linewidth=0)
             ax.axhline(100 * guess.majority_rate, color="0.35", linestyle=":", linewidth=1.2)
+        spreads = _over_seeds(results, split)
         for baseline in baselines:
-            runs = [run for run in result["runs"] if run["baseline"] == baseline]
+            runs = list({run["label"]: run for run in runs_of_all if run["baseline"] == baseline}.values())
             color = colors[baseline]
             if baseline in TORCH_BASELINES and all(run.get("lr") is not None for run in runs):
                 runs.sort(key=lambda run: float(run["lr"]))
                 xs = np.array([float(run["lr"]) for run in runs]) * _dodge(baseline)
-                ys = np.array([np.nan if accuracy(run, split) is None else 100 * accuracy(run, split)
-                               for run in runs])
-                line, = ax.plot(xs, ys, color=color, marker="o", markersize=5, linewidth=1.6)
-                diverged = np.array([bool(run.get("diverged")) for run in runs])
+                ys, lows, highs, diverged = (np.array(column) for column in zip(*(spreads[run["label"]] for run in runs)))
+                if several:
+                    bars = ax.errorbar(xs, ys, yerr=[ys - lows, highs - ys], color=color, marker="o", markersize=5,
+                                       linewidth=1.6, capsize=3)
+                    line = bars.lines[0]
+                else:
+                    line, = ax.plot(xs, ys, color=color, marker="o", markersize=5, linewidth=1.6)
+                diverged = diverged.astype(bool)
                 if diverged.any():
                     ax.plot(xs[diverged], ys[diverged], linestyle="none", marker="X", markersize=10, color=color,
                             markeredgecolor="0.1")
                 handles.setdefault(baseline, line)
             else:
                 for run in runs:
-                    value = accuracy(run, split)
-                    if value is not None:
-                        line = ax.axhline(100 * value, color=color, linestyle="--", linewidth=1.6)
+                    mean, low, high, _ = spreads[run["label"]]
+                    if not np.isnan(mean):
+                        line = ax.axhline(mean, color=color, linestyle="--", linewidth=1.6)
+                        if several and high > low:
+                            ax.axhspan(low, high, color=color, alpha=BAND_ALPHA, linewidth=0)
                         handles.setdefault(baseline, line)
         ax.set_xscale("log")
         if rates:
@@ -115,12 +143,13 @@ def accuracy_by_learning_rate(result: Mapping[str, Any], outcomes: Iterable[Any]
                        Patch(color="0.85", alpha=0.6)]
     labels += ["chance: majority-class rate",
                f"range of guessing (a guesser lands above it {100 * SIGNIFICANCE:g} % of the time)"]
-    if any(run.get("diverged") for run in result["runs"]):
+    if any(run.get("diverged") for run in runs_of_all):
         legend_handles.append(Line2D([], [], linestyle="none", marker="X", color="0.3", markersize=8))
-        labels.append("diverged (non-finite outputs)")
+        labels.append("diverged (non-finite outputs)" + (" in at least one seed" if several else ""))
     fig.legend(legend_handles, [textwrap.fill(label, 34) for label in labels], loc="lower center",
                bbox_to_anchor=(0.5, 0.04), ncol=3, frameon=False, fontsize="small")
-    return _finish(fig, outcomes, extra, bottom=LEGEND_HEIGHT)
+    bars = f"mean over {len(results)} seeds, bars and bands: min–max" if several else ""
+    return _finish(fig, outcomes, " · ".join(part for part in (extra, bars) if part), bottom=LEGEND_HEIGHT)
 
 
 def _probability(value: float | None) -> str:
@@ -128,9 +157,10 @@ def _probability(value: float | None) -> str:
 
 
 def mistakes_grid(images: np.ndarray, items: Sequence[Mapping[str, Any]], best_label: str, worst_label: str,
-                  outcomes: Iterable[Any] = (), extra: str = "") -> plt.Figure:
+                  outcomes: Iterable[Any] = (), extra: str = "", seed: int | None = None) -> plt.Figure:
     """Test images the best run gets right and the worst gets wrong, each with its true label and both runs'
-    probability that it is fake (above 0.5 means the run calls it fake)."""
+    probability that it is fake (above 0.5 means the run calls it fake). `seed`: the seed whose runs these are,
+    named in the title (when the chapter has several)."""
     apply_style()
     count = len(items)
     columns = max(count, 1)
@@ -148,5 +178,6 @@ def mistakes_grid(images: np.ndarray, items: Sequence[Mapping[str, Any]], best_l
         ax.set_title(f"true: {CLASS_NAMES[int(item['true'])]}", fontsize=9)
         ax.set_xlabel(f"P(fake): best {_probability(item.get('p_best'))}\n"
                       f"worst {_probability(item.get('p_worst'))}", fontsize=8)
-    fig.suptitle(f"best: {best_label}   ·   worst: {worst_label}", fontsize=9)
+    fig.suptitle(("" if seed is None else f"seed {seed}   ·   ") + f"best: {best_label}   ·   worst: {worst_label}",
+                 fontsize=9)
     return _finish(fig, outcomes, extra, top=0.95)
