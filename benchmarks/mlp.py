@@ -1,7 +1,8 @@
 """Section 6 speed: the ex4 engine against the textbook training loop, same data and settings, one process.
 
     python benchmarks/mlp.py [--europe-dir DIR] [--reference-epochs K | --full-reference] [--repeats N]
-    python benchmarks/mlp.py --seeds N [--params FILE]     # Section 6 over N seeds against one seed, cold
+    python benchmarks/mlp.py --seeds N [--params FILE] [--rounds R] [--cold-kernel]
+                                            # Section 6 over N seeds against one seed, cold store, fresh processes
 
 1. ex4: every Section 6 experiment at the course settings (`params.resolve()` defaults, so the default
    engine: the compiled kernel on the CPU, override with EX4_MLP_ENGINE=torch) through
@@ -129,32 +130,88 @@ def accuracy_at(history: list, epoch: int) -> float:
     return math.nan if value is None else float(value)
 
 
-def time_seeds(repeats: int, europe_dir: str | None, profile: str | None) -> int:
-    """Section 6 (every experiment, as the chapters ask for them: `run_seeds`) with `seed_repeats` 1 and then
-    `repeats`, each into a fresh store; prints both times and their ratio as the last line."""
-    from ex4.experiments import run_seeds
-
+def seeds_values(europe_dir: str | None, profile: str | None) -> dict:
     given = params.read_profile(profile) if profile else {}
     folder = resolve_europe_dir(europe_dir if europe_dir is not None else given.get("europe_dir"))
-    values = params.resolve(("benchmark", {**given, "europe_dir": str(folder)}))
+    return params.resolve(("benchmark", {**given, "europe_dir": str(folder)}))
+
+
+def seeds_child(n: int, europe_dir: str | None, profile: str | None) -> int:
+    """One measurement, in a fresh process: all of Section 6 with `seed_repeats` n into a fresh store; prints one
+    JSON line (wall and CPU seconds of `run_seeds`, load averages before and after)."""
+    import json
+
+    from ex4.experiments import run_seeds
+
+    values = seeds_values(europe_dir, profile)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="ex4-bench-seeds-") as folder:
+        cpu, started = time.process_time(), time.perf_counter()
+        outcomes = run_seeds(list(RUN_SPECS), {**values, "seed_repeats": n}, Store(folder))
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    assert all(len(per_seed) == n and not any(o.hit for o in per_seed) for per_seed in outcomes.values())
+    print(json.dumps({"n": n, "wall": wall, "cpu": cpu, "load_before": load_before, "load_after": os.getloadavg()}))
+    return 0
+
+
+def time_seeds(repeats: int, europe_dir: str | None, profile: str | None, rounds: int, cold_kernel: bool) -> int:
+    """Section 6 (every experiment, as the chapters ask for them: `run_seeds`) with `seed_repeats` 1 and then
+    `repeats`, each in a fresh process into a fresh store (so nothing read or trained for one is found by the
+    other), `rounds` times alternately; prints the medians and their ratio as the last line.
+
+    The compiled kernel (numba's on-disk cache, keyed by the kernel's source) is warmed before the first
+    measurement and not timed: compiling is a one-off per kernel source and machine, and timing it in one N
+    only would flatter the ratio. `--cold-kernel` instead gives every measurement an empty cache of its own,
+    so both sides compile."""
+    import json
+    import subprocess
+
+    from ex4.train.device import cpu_flags
+    from ex4.train.mlp_engine import RunSpec
+    from ex4.models.mlp import Architecture
+
+    values = seeds_values(europe_dir, profile)
     engine = training_engine(values)
-    print(f"cpu: {cpu_description()}; EX4_KERNEL_THREADS="
-          f"{os.environ.get('EX4_KERNEL_THREADS', 'unset (every core)')}; torch {torch.__version__}, ex4 engine "
-          f"{engine}" + (f" (numba {numba_version()})" if engine == "kernel" else "")
+    flags = cpu_flags()
+    print(f"cpu: {cpu_description()}; AVX2 {'yes' if 'avx2' in flags else 'no'}, FMA {'yes' if 'fma' in flags else 'no'}; "
+          f"EX4_KERNEL_THREADS={os.environ.get('EX4_KERNEL_THREADS', 'unset (every core)')}; torch {torch.__version__}, "
+          f"ex4 engine {engine}" + (f" (numba {numba_version()})" if engine == "kernel" else "")
           + f"; settings: {profile or 'the course defaults'}", flush=True)
-    names = list(RUN_SPECS)
-    seconds = {}
-    for n in (1, repeats):
-        print(f"load average before N = {n}: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
-        with tempfile.TemporaryDirectory(prefix="ex4-bench-seeds-") as folder_:
-            started = time.perf_counter()
-            outcomes = run_seeds(names, {**values, "seed_repeats": n}, Store(folder_))
-            seconds[n] = time.perf_counter() - started
-        assert all(len(per_seed) == n for per_seed in outcomes.values())
-        print(f"section6 with {n} seed(s): {seconds[n]:.1f} s", flush=True)
-    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"section6 seeds: N = {repeats} takes {seconds[repeats] / seconds[1]:.2f}x N = 1 "
-          f"({seconds[repeats]:.1f} s vs {seconds[1]:.1f} s; goal <= 3x)")
+    if engine == "kernel" and not cold_kernel:
+        started = time.perf_counter()
+        tiny = Splits.from_arrays({name: (torch.zeros(8, 2), torch.zeros(8, dtype=torch.int64))
+                                   for name in ("train", "val", "test")}, 2)
+        train_runs([RunSpec("warm", Architecture(1, 2, 2), 0.1, 4, 1)], tiny, 0, progress=False, engine="kernel")
+        print(f"compiled kernel: loaded or compiled in {time.perf_counter() - started:.1f} s before timing "
+              "(not timed; --cold-kernel times both sides with an empty cache)", flush=True)
+    script = str(Path(__file__).resolve())
+    times: dict[int, list[dict]] = {1: [], repeats: []}
+    for round_ in range(rounds):
+        for n in (1, repeats):
+            command = [sys.executable, script, "--seeds-child", str(n)]
+            command += ["--europe-dir", europe_dir] if europe_dir is not None else []
+            command += ["--params", profile] if profile else []
+            env = dict(os.environ)
+            with tempfile.TemporaryDirectory(prefix="ex4-bench-numba-") as numba_cache:
+                if cold_kernel:
+                    env["NUMBA_CACHE_DIR"] = numba_cache
+                done = subprocess.run(command, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                print(done.stderr[-4000:], file=sys.stderr)
+                return done.returncode
+            measured = json.loads(done.stdout.strip().splitlines()[-1])
+            times[n].append(measured)
+            print(f"round {round_ + 1}: section6 with {n} seed(s): {measured['wall']:.1f} s wall, {measured['cpu']:.1f} s "
+                  f"CPU (load {' '.join(f'{v:.2f}' for v in measured['load_before'])} before, "
+                  f"{' '.join(f'{v:.2f}' for v in measured['load_after'])} after)", flush=True)
+    wall = {n: statistics.median(m["wall"] for m in runs) for n, runs in times.items()}
+    cpu = {n: statistics.median(m["cpu"] for m in runs) for n, runs in times.items()}
+    print(f"CPU time (all threads): N = {repeats} {cpu[repeats]:.1f} s vs N = 1 {cpu[1]:.1f} s "
+          f"({cpu[repeats] / cpu[1]:.2f}x; {cpu[1] / wall[1]:.2f} vs {cpu[repeats] / wall[repeats]:.2f} cores busy "
+          f"on average)")
+    print(f"section6 seeds: N = {repeats} takes {wall[repeats] / wall[1]:.2f}x N = 1 "
+          f"({wall[repeats]:.1f} s vs {wall[1]:.1f} s, median of {rounds}, "
+          f"{'empty kernel cache each' if cold_kernel else 'kernel compiled beforehand'}; goal <= 3x)")
     return 0
 
 
@@ -169,10 +226,17 @@ def main(argv: list[str] | None = None) -> int:
                              "store, and print the ratio (no reference runs)")
     parser.add_argument("--params", default=None, metavar="FILE",
                         help="--seeds only: a profile instead of the course settings (e.g. params/smoke.yml)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="--seeds only: measure N = 1 and N alternately this many times (medians)")
+    parser.add_argument("--cold-kernel", action="store_true",
+                        help="--seeds only: every measurement compiles the kernel into an empty cache")
+    parser.add_argument("--seeds-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.seeds_child is not None:
+        return seeds_child(args.seeds_child, args.europe_dir, args.params)
     if args.seeds is not None:
-        return time_seeds(args.seeds, args.europe_dir, args.params)
+        return time_seeds(args.seeds, args.europe_dir, args.params, args.rounds, args.cold_kernel)
 
     folder = resolve_europe_dir(args.europe_dir)
     values = params.resolve(("benchmark", {"europe_dir": str(folder)}))

@@ -203,3 +203,62 @@ def test_groups_trained_side_by_side_equal_groups_trained_alone(splits, monkeypa
         (alone,) = train([spec], splits, "kernel")
         assert torch.equal(result.step_losses, alone.step_losses)
         assert all(torch.equal(result.state_dict[key], alone.state_dict[key]) for key in alone.state_dict)
+
+
+def assert_bitwise_same(result, alone):
+    """Same numbers bit for bit (NaN included): step losses, every tensor of the state dict, history, norms."""
+    def raw(tensor):
+        return tensor.contiguous().numpy().tobytes()
+
+    assert (result.step_losses is None) == (alone.step_losses is None)
+    if alone.step_losses is not None:
+        assert raw(result.step_losses) == raw(alone.step_losses)
+    assert set(result.state_dict) == set(alone.state_dict)
+    assert all(raw(result.state_dict[key]) == raw(alone.state_dict[key]) for key in alone.state_dict)
+    assert result.history == alone.history and result.grad_norms == alone.grad_norms
+    assert (result.diverged, result.diverged_epoch) == (alone.diverged, alone.diverged_epoch)
+
+
+def test_runs_of_several_seeds_in_one_call_equal_each_run_trained_alone(splits, monkeypatch):
+    """One call trains the runs of three seeds (two on shared splits, one on splits of its own), their groups
+    shared out over two threads: every run is bit for bit that run trained alone with its seed, and `done`
+    hands each result over once, in the calling thread."""
+    import threading
+
+    from mlp_stand_in import voronoi
+
+    from ex4.train.mlp_engine import Splits
+
+    generator = torch.Generator().manual_seed(5)
+    own = Splits.from_arrays({name: voronoi(n, generator) for name, n in (("train", 83), ("val", 30), ("test", 30))},
+                             N_CLASSES)
+    monkeypatch.setenv("EX4_KERNEL_THREADS", "2")
+    per_seed = {0: splits, 1: splits, 7: own}
+    specs, seeds, split_of = [], [], []
+    for seed, its_splits in per_seed.items():
+        runs = [*specs_for({"batch_norm": True}, "adam", rates=(0.01, 0.003)),
+                *specs_for({"residual": True}, "sgd", rates=(0.02, 1e6), epochs=3),
+                RunSpec("sine", Architecture(2, 5, N_CLASSES, implicit=True), 0.01, 8, 2, record_step_losses=True)]
+        for spec in runs:
+            specs.append(RunSpec(**{**spec.__dict__, "label": f"{spec.label} seed {seed}"}))
+            seeds.append(seed)
+            split_of.append(its_splits)
+    handed, caller = {}, threading.get_ident()
+
+    def done(index, result):
+        assert threading.get_ident() == caller and index not in handed
+        handed[index] = result
+
+    together = train_runs(specs, split_of, seeds, engine="kernel", progress=False, done=done)
+    assert sorted(handed) == list(range(len(specs))) and all(handed[i] is together[i] for i in handed)
+    monkeypatch.setenv("EX4_KERNEL_THREADS", "1")
+    for spec, seed, its_splits, result in zip(specs, seeds, split_of, together):
+        (alone,) = train_runs([spec], its_splits, seed, engine="kernel", progress=False)
+        assert_bitwise_same(result, alone)
+    assert together[0].history != together[len(specs) // 3].history  # seeds 0 and 1: other numbers
+
+
+def test_one_seed_and_splits_per_run_or_for_all():
+    with pytest.raises(ValueError, match="one seed and one Splits"):
+        train_runs([RunSpec("a", Architecture(2, 4, N_CLASSES), 0.01, 16, 1)], stand_in_splits(), [0, 1],
+                   engine="kernel", progress=False)

@@ -174,3 +174,48 @@ def test_a_seed_left_without_baselines_gives_no_cnn_result():
     assert cheap["cnn_baselines"] == ["xgboost"] and cheap["seed"] == 5 and cheap["seed_repeats"] == 1
     with pytest.raises(Ex4Error, match="cnn_full_network_repeats"):
         params.resolve(("test", {"cnn_full_network_repeats": 0}))
+
+
+def test_every_stored_run_of_every_seed_is_that_run_trained_alone(cities, tmp_path, monkeypatch):
+    """All seeds' runs train in one kernel call, packed over two threads; each stored "mlp-run" holds bit for bit
+    what training that run alone, one run at a time with its seed, gives (the timings aside)."""
+    from ex4.experiments import Context
+    from ex4.experiments.seeds import _refused, with_seed
+    from ex4.hashing import file_digest, fingerprint_digests
+    from ex4.train.mlp_engine import train_runs
+
+    monkeypatch.setenv("EX4_KERNEL_THREADS", "2")
+    store = Store(tmp_path / "store")
+    values = params.resolve(("test", {**TINY, "europe_dir": str(cities), "mlp_engine": "kernel"}))
+    run_seeds(SECTION6, {**values, "seed_repeats": 3}, store)
+    monkeypatch.setenv("EX4_KERNEL_THREADS", "1")
+    files = sorted(Path(cities).glob("*.csv"))
+    data = fingerprint_digests(((path, file_digest(path)) for path in files), root=Path(cities))
+    engine = s6._engine_identity("kernel")
+    checked = set()
+    for seed in (0, 1, 2):
+        p = with_seed(values, seed)
+        splits, _ = s6.load_splits(Context(params=dict(p), data_dir=Path(cities), store=store))
+        for name in SECTION6:
+            if _refused(name, p):
+                continue
+            for spec in s6.RUN_SPECS[name](p, splits.n_classes):
+                identity = s6._run_identity(spec, p, engine)
+                key = store.key_for("mlp-run", identity, data, s6.RUN_CODE)
+                if key in checked:
+                    continue
+                checked.add(key)
+                stored = store.load(key)
+                assert stored is not None, f"seed {seed} {name} {spec.label} not stored"
+                (alone,) = train_runs([spec], splits, seed, engine="kernel", progress=False)
+                record, tensors = s6._run_record(alone)
+                timings = ("epoch_seconds", "compile_seconds")
+                assert {k: v for k, v in stored.result.items() if k not in timings} == \
+                    {k: v for k, v in record.items() if k not in timings}
+                assert set(stored.tensors) == set(tensors)
+                for field, value in tensors.items():
+                    ours = value if isinstance(value, dict) else {"": value}
+                    theirs = stored.tensors[field] if isinstance(value, dict) else {"": stored.tensors[field]}
+                    assert set(ours) == set(theirs)
+                    assert all(ours[k].numpy().tobytes() == theirs[k].numpy().tobytes() for k in ours), (name, field)
+    assert len(checked) > 3 * 10

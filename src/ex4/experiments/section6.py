@@ -44,26 +44,55 @@ BASE = ("seed", "mlp_lr", "mlp_optimizer", "mlp_batch_size", "mlp_depth", "mlp_w
 
 
 def load_splits(ctx: Context) -> tuple[Splits, dict[str, Any]]:
-    """The Europe data as tensors on the chosen device (train subset applied) and the result header."""
-    from ex4.data.europe import load_europe
+    """The Europe data as tensors on the chosen device (train subset applied) and the result header.
+
+    Seven experiments, over N seeds, each ask for the splits; reading and checking the CSVs costs ~0.3 s a time.
+    So the splits are kept for the data's content (`ctx.data_fingerprint`, checked against what was read) and
+    the parameters that shape them: without a train subset they do not depend on the seed, and every seed and
+    experiment of a process shares one copy (read-only: training copies what it updates)."""
     from ex4.train.device import pick_device
+
+    device = pick_device(ctx.params["device"])
+    subset = ctx.params.get("mlp_train_subset")
+    memo = None
+    if ctx.data_fingerprint is not None:
+        memo = (str(ctx.data_dir), ctx.data_fingerprint, str(device), subset,
+                None if subset is None else int(ctx.params["seed"]))
+    with _SPLITS_LOCK:
+        found = _SPLITS.get(memo) if memo is not None else None
+    if found is None:
+        found = _read_splits(ctx, device, subset)
+        if memo is not None:
+            with _SPLITS_LOCK:
+                _SPLITS[memo] = found
+                while len(_SPLITS) > _SPLITS_KEPT:
+                    _SPLITS.pop(next(iter(_SPLITS)))
+    splits, n_classes, class_names = found
+    header = {"n_train": int(splits.y["train"].shape[0]), "n_classes": n_classes,
+              "class_names": list(class_names), "seed": int(ctx.params["seed"]),
+              "engine": training_engine(ctx.params)}
+    return splits, header
+
+
+# splits by (data folder, data fingerprint, device, train subset, seed when a subset applies): see load_splits
+_SPLITS: dict[tuple, tuple[Splits, int, tuple[str, ...]]] = {}
+_SPLITS_KEPT = 4
+_SPLITS_LOCK = threading.Lock()
+
+
+def _read_splits(ctx: Context, device: Any, subset: int | None) -> tuple[Splits, int, tuple[str, ...]]:
+    from ex4.data.europe import load_europe
 
     data = load_europe(ctx.data_dir)
     if ctx.data_fingerprint is not None and data.fingerprint != ctx.data_fingerprint:
         raise Ex4Error(f"{ctx.data_dir}: the data files changed between being fingerprinted for the store key "
                        "and being read; run again once the data stops changing")
-    device = pick_device(ctx.params["device"])
     arrays = {split: (part.x, part.y) for split, part in data.splits().items()}
-    subset = ctx.params.get("mlp_train_subset")
     if subset is not None and subset < len(data.train.y):
         generator = torch.Generator().manual_seed(int(ctx.params["seed"]))
         rows = torch.randperm(len(data.train.y), generator=generator)[:subset].numpy()
         arrays["train"] = (data.train.x[rows], data.train.y[rows])
-    splits = Splits.from_arrays(arrays, data.n_classes, device)
-    header = {"n_train": int(splits.y["train"].shape[0]), "n_classes": data.n_classes,
-              "class_names": list(data.class_names), "seed": int(ctx.params["seed"]),
-              "engine": training_engine(ctx.params)}
-    return splits, header
+    return Splits.from_arrays(arrays, data.n_classes, device), data.n_classes, tuple(data.class_names)
 
 
 def _with_base(p: dict[str, Any], changes: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
@@ -184,13 +213,40 @@ def train_and_store(missing: dict[str, tuple[RunSpec, dict[str, Any]]], splits: 
                     store: Any, progress: str) -> list[RunResult]:
     """Train the `missing` runs (store key -> (spec, identity)) in this process, in one kernel call, and store
     each as "mlp-run"; returns their results in order."""
-    specs = [spec for spec, _ in missing.values()]
-    if len({spec.label for spec in specs}) != len(specs):  # runs of several experiments: labels may repeat
-        specs = [dataclasses.replace(spec, label=key) for key, spec in zip(missing, specs)]
-    results = train_runs(specs, splits, seed=seed, progress=progress, engine="kernel")
-    for result, (spec, identity) in zip(results, missing.values()):
-        store.get_or_compute("mlp-run", identity, data, RUN_CODE, lambda result=result: _run_record(result))
-    return [dataclasses.replace(result, spec=spec) for result, (spec, _) in zip(results, missing.values())]
+    return train_and_store_seeds([(missing, splits, seed)], data, store, progress)[0]
+
+
+def train_and_store_seeds(work: list[tuple[dict[str, tuple[RunSpec, dict[str, Any]]], Splits, int]], data: str,
+                          store: Any, progress: str) -> list[list[RunResult]]:
+    """`train_and_store` for several seeds in ONE kernel call: `work` holds (missing runs, splits, seed) per
+    seed. The groups of every seed share out the cores together, so the cores stay busy until the last group
+    of the last seed, and each run is stored as soon as its group has finished. Every run trains in the group it
+    has when its seed trains alone (same runs, same order, its seed's weights, batch order and splits), so its
+    numbers are those of its seed alone. Returns each seed's results in the order of its `missing`."""
+    specs: list[RunSpec] = []
+    seeds: list[int] = []
+    split_of: list[Splits] = []
+    entries: list[tuple[int, RunSpec, dict[str, Any]]] = []  # (seed's index in `work`, spec, identity)
+    for position, (missing, splits, seed) in enumerate(work):
+        for spec, identity in missing.values():
+            specs.append(spec)
+            seeds.append(int(seed))
+            split_of.append(splits)
+            entries.append((position, spec, identity))
+    keys = [key for missing, _, _ in work for key in missing]
+    trained = specs
+    if len({spec.label for spec in specs}) != len(specs):  # runs of several experiments or seeds: labels repeat
+        trained = [dataclasses.replace(spec, label=key) for key, spec in zip(keys, specs)]
+
+    def store_run(index: int, result: RunResult) -> None:
+        identity = entries[index][2]
+        store.get_or_compute("mlp-run", identity, data, RUN_CODE, lambda: _run_record(result))
+
+    results = train_runs(trained, split_of, seeds, progress=progress, engine="kernel", done=store_run)
+    out: list[list[RunResult]] = [[] for _ in work]
+    for result, (position, spec, _) in zip(results, entries):
+        out[position].append(dataclasses.replace(result, spec=spec))
+    return out
 
 
 def run_tasks(missing: dict[str, tuple[RunSpec, dict[str, Any]]], p: Any, data_dir: Path, data: str,

@@ -7,8 +7,10 @@ book as it was, raising N computes only the new seeds, and lowering it reads wha
 On the kernel engine the runs of every seed are trained before any experiment asks for them (`prefetch`):
 every missing run of the named Section 6 experiments, each stored as one "mlp-run" exactly as the experiment
 itself would store it (`ex4.experiments.section6._train`), so the experiments then assemble their results from
-the store. Locally, the missing runs of one seed train in one call of the engine, which shares their groups
-out over the cores; on a Dask executor every missing run of every seed is one task of one sweep.
+the store. Locally, the missing runs of every seed train in one call of the engine, which shares the groups of
+all seeds out over the cores (`ex4.experiments.section6.train_and_store_seeds`; each run still trains in the
+group it has when its seed trains alone, so its numbers are that seed's alone); on a Dask executor every
+missing run of every seed is one task of one sweep.
 
 Section 7's `cnn` is repeated too, and its full-network baselines (scratch, finetune: every weight of ResNet18
 trains) are the expensive part: `cnn_full_network_repeats` = K keeps them to the first K seeds, and the later
@@ -76,7 +78,7 @@ def prefetch(names: Sequence[str], values: Mapping[str, Any], store: Store) -> i
     executor = executor_for(values.get("executor", "local"), values.get("dask_scheduler", "local:1"))
     if executor.distributed:
         executor.check_store(store.root)
-    tasks, trained = [], 0
+    tasks, work = [], []
     for seed in seeds_of(values):
         p = with_seed(values, seed)
         splits = None
@@ -87,6 +89,7 @@ def prefetch(names: Sequence[str], values: Mapping[str, Any], store: Store) -> i
             if splits is None:
                 from ex4.experiments import Context
 
+                # loaded once for every seed when they do not depend on it (no train subset): see load_splits
                 splits, _ = s6.load_splits(Context(params=dict(p), data_dir=folder, store=store,
                                                    data_fingerprint=data))
             specs = s6.RUN_SPECS[name](p, splits.n_classes)
@@ -100,12 +103,13 @@ def prefetch(names: Sequence[str], values: Mapping[str, Any], store: Store) -> i
             continue
         if executor.distributed:
             tasks += s6.run_tasks(missing, p, folder, data, store, label=f"seed {seed} ")
-            continue
-        trained += len(s6.train_and_store(missing, splits, seed, data, store, f"seed {seed}"))
+        else:
+            work.append((missing, splits, seed))
     if tasks:
         s6.compute_run_tasks(executor, tasks, store, f"{len(seeds_of(values))} seeds")
-        trained += len(tasks)
-    return trained
+    if work:  # every seed's missing runs in one kernel call: their groups share out the cores together
+        s6.train_and_store_seeds(work, data, store, f"{len(work)} seed{'s' if len(work) > 1 else ''}")
+    return len(tasks) + sum(len(missing) for missing, _, _ in work)
 
 
 def _refused(name: str, p: Mapping[str, Any]) -> bool:

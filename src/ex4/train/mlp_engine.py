@@ -652,12 +652,6 @@ class _KernelGroup(_Group):
         self.x_train = np.ascontiguousarray(x_train[None] if x_train.ndim == 2 else x_train)
         self.y_train = self.splits.y["train"].numpy()
 
-    def cost(self) -> float:
-        """Rough multiply-adds of the whole training (to start the largest group first)."""
-        model = self.model
-        per_row = model.n_in * model.width + (model.depth - 1) * model.width ** 2 + model.width * model.n_classes
-        return float(per_row) * model.runs * self.epochs * len(self.y_train)
-
     def _train_epoch(self, order: torch.Tensor, sizes: list[int], progress: Callable[[int], None] | None):
         import numpy as np
 
@@ -719,20 +713,33 @@ def resolve_engine(engine: str | None, device: torch.device | str) -> str:
     return choice
 
 
-def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_steps: bool | None = None,
-               progress: bool | str = True, threads: int | None = None, engine: str | None = None,
-               compile_mode: str = "eager") -> list[RunResult]:
+def train_runs(specs: Sequence[RunSpec], splits: Splits | Sequence[Splits], seed: int | Sequence[int], *,
+               compile_steps: bool | None = None, progress: bool | str = True, threads: int | None = None,
+               engine: str | None = None, compile_mode: str = "eager",
+               done: Callable[[int, RunResult], None] | None = None) -> list[RunResult]:
     """Train every run; results come back in the order of `specs`.
 
-    Runs are grouped by `RunSpec.group_key()`; every group starts from `initial_model(arch, seed)` and draws
-    its batch order from its own generator seeded with `seed`, so equal seeds give equal numbers.
+    Runs are grouped by `RunSpec.group_key()` and seed; every group starts from `initial_model(arch, seed)` and
+    draws its batch order from its own generator seeded with `seed`, so equal seeds give equal numbers.
+    `seed` and `splits` are one for every run, or one per run (in the order of `specs`): runs of several seeds
+    (each with the splits of its seed) then train in one call, exactly as each seed's runs would train alone,
+    and on the kernel engine the groups of every seed share out the cores together.
     `compile_steps`: None decides per group (`should_compile` under `compile_mode`, the `mlp_compile`
     parameter), True/False forces it. `threads`: intra-op
     threads while training (default `training_threads()`); the caller's setting is restored afterwards.
     `progress`: a tqdm bar on stderr (shown after 2 s), labelled with the string if one is given.
     `engine`: "torch", "kernel" or None/"auto" (see `resolve_engine`); `compile_steps` concerns torch only.
+    `done(index, result)`: called in the calling thread for each run as soon as its group has finished (e.g. to
+    store it), in the order the groups finish.
     """
-    engine = resolve_engine(engine, splits.device)
+    seeds = [int(seed)] * len(specs) if isinstance(seed, int) else [int(value) for value in seed]
+    split_of = [splits] * len(specs) if isinstance(splits, Splits) else list(splits)
+    if len(seeds) != len(specs) or len(split_of) != len(specs):
+        raise ValueError("give one seed and one Splits for every run, or one for all of them")
+    devices = {s.device for s in split_of}
+    if len(devices) > 1:
+        raise ValueError("all runs of one call train on one device")
+    engine = resolve_engine(engine, split_of[0].device if split_of else torch.device("cpu"))
     labels = [spec.label for spec in specs]
     if len(set(labels)) != len(labels):
         raise ValueError("run labels must be distinct")
@@ -748,29 +755,34 @@ def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_s
     for index, spec in enumerate(specs):
         # the kernel keeps raw and sine inputs apart (no zero-padded inputs), so every run computes bit for bit
         # what it computes alone and a stored run can stand in for the same run in another experiment
-        key = spec.group_key() + ((spec.arch.implicit,) if engine == "kernel" else ())
+        key = spec.group_key() + ((spec.arch.implicit,) if engine == "kernel" else ()) + (seeds[index],
+                                                                                          id(split_of[index]))
         groups.setdefault(key, []).append(index)
-    n_train = int(splits.y["train"].shape[0])
-    total_steps = sum(len(batch_sizes(n_train, specs[members[0]].batch_size, specs[members[0]].arch.batch_norm))
-                      * specs[members[0]].epochs for members in groups.values())
+    total_steps = sum(len(batch_sizes(int(split_of[members[0]].y["train"].shape[0]), specs[members[0]].batch_size,
+                                      specs[members[0]].arch.batch_norm)) * specs[members[0]].epochs
+                      for members in groups.values())
     bar = _progress_bar(total_steps, progress)
     results: list[RunResult | None] = [None] * len(specs)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or training_threads())
     try:
         if engine == "kernel":
-            _train_kernel_groups(list(groups.values()), specs, splits, seed, bar, results)
+            _train_kernel_groups(list(groups.values()), specs, split_of, seeds, bar, results, done)
         else:
             for members in groups.values():
                 group_specs = [specs[i] for i in members]
-                models = [initial_model(spec.arch, seed) for spec in group_specs]
+                group_splits, group_seed = split_of[members[0]], seeds[members[0]]
+                models = [initial_model(spec.arch, group_seed) for spec in group_specs]
+                n_train = int(group_splits.y["train"].shape[0])
                 compile_now = (should_compile(group_specs[0], n_train, compile_mode) if compile_steps is None
                                else compile_steps)
-                group = _Group(group_specs, models, splits, seed, compile_now)
+                group = _Group(group_specs, models, group_splits, group_seed, compile_now)
                 if bar is not None:
                     bar.set_description(_describe(group_specs), refresh=False)
                 for index, result in zip(members, group.train(bar.update if bar is not None else None)):
                     results[index] = result
+                    if done is not None:
+                        done(index, result)
     finally:
         torch.set_num_threads(previous_threads)
         if bar is not None:
@@ -778,14 +790,18 @@ def train_runs(specs: Sequence[RunSpec], splits: Splits, seed: int, *, compile_s
     return results  # type: ignore[return-value]
 
 
-def _train_kernel_groups(groups: list[list[int]], specs: Sequence[RunSpec], splits: Splits, seed: int, bar,
-                         results: list) -> None:
+def _train_kernel_groups(groups: list[list[int]], specs: Sequence[RunSpec], splits: Sequence[Splits],
+                         seeds: Sequence[int], bar, results: list,
+                         done: Callable[[int, RunResult], None] | None = None) -> None:
     """Kernel groups, several at a time when there are cores for it (`kernel_threads`): groups are independent
-    and the kernel releases the GIL, so e.g. the seven shapes of `mlp-shapes` share out the cores by whole
-    groups, largest first. Each group computes exactly what it computes alone (its own generator, compiled
-    code that does not depend on the threads), so the numbers do not depend on the thread count."""
+    and the kernel releases the GIL, so e.g. the seven shapes of `mlp-shapes`, or the groups of several seeds,
+    share out the cores by whole groups, largest first. Each group computes exactly what it computes alone (its
+    own generator, compiled code that does not depend on the threads), so the numbers do not depend on the
+    thread count nor on the groups beside it. A group is built (its buffers allocated) only when a core takes
+    it up, so many seeds' groups do not all hold their inputs at once; `done` runs in this thread as each group
+    finishes."""
     import threading
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     workers = min(kernel_threads(), len(groups))
     threads_each = max(1, kernel_threads() // workers)
@@ -795,28 +811,51 @@ def _train_kernel_groups(groups: list[list[int]], specs: Sequence[RunSpec], spli
         with lock:
             bar.update(steps)
 
-    built = []
+    pending = []
     for members in groups:  # initial weights come from torch's global generator: draw them in order, here
         group_specs = [specs[i] for i in members]
+        seed = seeds[members[0]]
         models = [initial_model(spec.arch, seed) for spec in group_specs]
-        built.append((members, _KernelGroup(group_specs, models, splits, seed, threads_each)))
+        pending.append((members, group_specs, models, splits[members[0]], seed))
 
-    def train(item) -> None:
-        members, group = item
+    def train(item) -> list[RunResult]:
+        members, group_specs, models, group_splits, seed = item
+        group = _KernelGroup(group_specs, models, group_splits, seed, threads_each)
         if bar is not None:
             with lock:
                 bar.set_description(_describe(group.specs), refresh=False)
-        for index, result in zip(members, group.train(progress if bar is not None else None)):
+        return group.train(progress if bar is not None else None)
+
+    def finish(members: list[int], trained: list[RunResult]) -> None:
+        for index, result in zip(members, trained):
             results[index] = result
+            if done is not None:
+                done(index, result)
 
     if workers == 1:
-        for item in built:
-            train(item)
+        for item in pending:
+            finish(item[0], train(item))
         return
-    built.sort(key=lambda item: -item[1].cost())
+    pending.sort(key=lambda item: -_kernel_cost(item[1], item[3]))
     with ThreadPoolExecutor(workers) as pool:
-        for job in [pool.submit(train, item) for item in built]:
-            job.result()
+        jobs = {pool.submit(train, item): item[0] for item in pending}
+        try:
+            while jobs:
+                finished, _ = wait(jobs, return_when=FIRST_COMPLETED)
+                for job in finished:
+                    finish(jobs.pop(job), job.result())
+        finally:
+            for job in jobs:
+                job.cancel()
+
+
+def _kernel_cost(specs: Sequence[RunSpec], splits: Splits) -> float:
+    """Rough multiply-adds of training a group (to start the largest first): per row and run, the forward pass
+    through every layer, times runs, epochs and training rows."""
+    arch = specs[0].arch
+    n_in = input_width(arch.implicit)
+    per_row = n_in * arch.width + (arch.depth - 1) * arch.width ** 2 + arch.width * arch.n_classes
+    return float(per_row) * len(specs) * specs[0].epochs * int(splits.y["train"].shape[0])
 
 
 COMPILE_SMALL_BATCH = 32  # at most this many rows a step: Python overhead dominates the arithmetic
