@@ -15,7 +15,8 @@ import pytest
 # tier (`-m "not book and not slow"`), before rendering; `nox -s tests` runs everything.
 SLOW_MODULES = frozenset({
     "test_cli.py", "test_cnn_experiment.py", "test_cnn_gpu.py", "test_cnn_probe.py", "test_cnn_setup.py",
-    "test_cnn_textbook.py", "test_render_book.py", "test_section7_wording.py", "test_seed_repeats.py",
+    "test_cnn_textbook.py", "test_render_book.py", "test_section7_seeds.py", "test_section7_wording.py",
+    "test_seed_repeats.py",
     "test_seed_wording.py", "test_wording_section6_front.py",
 })
 
