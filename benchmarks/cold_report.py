@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PHASES = (  # (name, a pattern that starts it in nox's "nox > <command>" lines)
     ("setup", re.compile(r"venv|pip install")),
     ("data", re.compile(r"ex4\.cli data build")),
-    ("tests", re.compile(r"pytest .*-m not book and not slow")),
+    ("tests", re.compile(r"pytest .*-m '?not book and not slow")),
     ("render", re.compile(r"ex4\.cli render")),
-    ("book checks", re.compile(r"pytest .*-m book")),
+    ("book checks", re.compile(r"pytest .*-m '?book\b")),
 )
 
 
