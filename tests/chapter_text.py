@@ -47,7 +47,9 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
     """The Markdown text of chapter `qmd` when experiment `name` returns `results[name]`.
 
     `results[name]` may be a list: one result per seed, the chapter's first seed (`params["seed"]`, else 0)
-    first (with `tensors[name]` a list alike, or one mapping for every seed); set `seed_repeats` in `params`.
+    first (with `tensors[name]` a list alike, or one mapping for every seed); set `seed_repeats` in `params`. An
+    experiment given as a list is asked for once per seed, one given as a single result once (for the first seed),
+    whatever `ex4.experiments.seeds.repeated` says.
 
     `params` overrides values of the chapter's parameters cell (as Papermill would inject them). `skip` gets a
     cell's options and says whether to leave it out (default: figure cells). `tensors` optionally gives an
@@ -78,8 +80,10 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
 
     matplotlib.use("Agg")
     saved_run, saved_prefetch = ex4.experiments.run, ex4.experiments.seeds.prefetch
+    saved_repeated = ex4.experiments.seeds.repeated
     ex4.experiments.run = fake_run
     ex4.experiments.seeds.prefetch = lambda *args, **kwargs: 0  # nothing to train: the results are given
+    ex4.experiments.seeds.repeated = lambda name: isinstance(results.get(name), (list, tuple))
     pieces: list[str] = []
     try:
         for cell in notebook.cells:
@@ -115,6 +119,7 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
                 pieces.append(shown)
     finally:
         ex4.experiments.run, ex4.experiments.seeds.prefetch = saved_run, saved_prefetch
+        ex4.experiments.seeds.repeated = saved_repeated
         shell.reset(new_session=True)
         sys.modules["__main__"] = saved_main
     return "\n\n".join(piece.strip("\n") for piece in pieces)
