@@ -48,8 +48,8 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
 
     `results[name]` may be a list: one result per seed, the chapter's first seed (`params["seed"]`, else 0)
     first (with `tensors[name]` a list alike, or one mapping for every seed); set `seed_repeats` in `params`. An
-    experiment given as a list is repeated over the seeds (`run_seeds` asks for it once per seed) whether or not
-    `ex4.experiments.seeds.repeated` says so yet; one given as a single result is asked for as the code says.
+    experiment given as a list is asked for once per seed, one given as a single result once (for the first seed),
+    whatever `ex4.experiments.seeds.repeated` says.
 
     `params` overrides values of the chapter's parameters cell (as Papermill would inject them). `skip` gets a
     cell's options and says whether to leave it out (default: figure cells). `tensors` optionally gives an
@@ -83,7 +83,7 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
     saved_repeated = ex4.experiments.seeds.repeated
     ex4.experiments.run = fake_run
     ex4.experiments.seeds.prefetch = lambda *args, **kwargs: 0  # nothing to train: the results are given
-    ex4.experiments.seeds.repeated = lambda name: isinstance(results.get(name), (list, tuple)) or saved_repeated(name)
+    ex4.experiments.seeds.repeated = lambda name: isinstance(results.get(name), (list, tuple))
     pieces: list[str] = []
     try:
         for cell in notebook.cells:
