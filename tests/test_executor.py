@@ -271,3 +271,35 @@ def test_a_worker_that_cannot_see_the_store_is_one_line(tmp_path):
             worker.kill()
             worker.wait(timeout=30)
         cluster.close()
+
+
+def book_text(book) -> dict[str, str]:
+    """Every page's visible text, without what says how long things took or where they ran (the appendix's timings
+    and executor lines), which is all that may differ between two builds of the same book."""
+    import re
+
+    pages = {}
+    for page in book.pages:
+        text = re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8"))
+        text = re.sub(r"\s+", " ", text)
+        pages[page.name] = text
+    return pages
+
+
+def test_the_whole_smoke_book_from_a_cluster_reads_as_the_local_one(tmp_path, smoke_book, monkeypatch):
+    """`ex4 render --set executor=dask --set dask_scheduler=local:2` on an empty store: every chapter sends its runs
+    to a LocalCluster, and the book's pages say the same as the locally computed smoke book's."""
+    from ex4.render import render_book
+
+    if os.environ.get("EX4_BOOK_DIR"):
+        pytest.skip("the smoke book here is a published book, not one computed locally under params/smoke.yml")
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("EX4_STORE", str(tmp_path / "store"))
+    remote = render_book(root, params_file=root / "params" / "smoke.yml", out_dir=tmp_path / "book", renderer="ex4",
+                         overrides={"executor": "dask", "dask_scheduler": "local:2"}, fresh=True)
+    ran = {row["experiment"] for row in Store(tmp_path / "store").entries()}
+    assert {"cnn-run", "mlp-run"} <= ran  # the cluster computed the runs into the empty store
+    local, remote = book_text(smoke_book), book_text(remote)
+    assert local.keys() == remote.keys()
+    for name in local:
+        assert remote[name] == local[name], name

@@ -17,12 +17,17 @@ chapter runs share it.
 
 A task may depend on other tasks of the same sweep (`Task.deps`: a Section 7 run on the task that pretrains
 its backbone): their futures are passed to it, so Dask starts it once they are done and fails it when one of
-them fails. Locally the tasks simply run in their listed order, dependencies first.
+them fails. Locally, `LocalExecutor.compute(tasks, workers=N)` runs them on N threads of this process, each task
+once the tasks it depends on are done (N = 1: one after another in their listed order). That small loop is
+written here rather than borrowed because the thread pool of the standard library has no dependencies between
+jobs and Dask is an optional extra; it schedules nothing beyond "start what is ready, stop at the first error".
+Ctrl-C (or a failed task) sets `CANCELLED`, which the training loops check between steps, so the running tasks
+stop within a step and store nothing.
 
-The numbers do not depend on the executor: a task trains exactly what the local path trains for that run,
-with the same seed and the same number of torch threads (Section 7 trains on every core of the machine on a
-worker too, since the thread count changes a network's rounding), and the store key of a run does not mention
-where it ran.
+The numbers do not depend on the executor: a task trains exactly what the local path trains for that run, from
+the same seed and with the same number of torch threads (one per task: Section 7's runs share out the cores by
+whole runs, on a worker as here, since the intra-op thread count changes a network's rounding), and the store
+key of a run does not mention where it ran.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ex4.cancel import CANCELLED, Cancelled
 from ex4.errors import Ex4Error
 
 SCHEDULER = re.compile(r"^(local:(?P<workers>[0-9]+)|(?P<address>(tcp|tls|inproc|ws|wss)://\S+))$")
@@ -91,7 +97,7 @@ def after(fn: Callable[..., str], args: tuple, *done: str) -> str:
 
 @dataclass
 class LocalExecutor:
-    """Runs tasks one after another in this process."""
+    """Runs tasks in this process: one after another, or on `workers` threads, each once its deps are done."""
 
     name: str = "local"
     submitted: int = 0
@@ -100,11 +106,62 @@ class LocalExecutor:
     def distributed(self) -> bool:
         return False
 
-    def compute(self, tasks: Sequence[Task], progress: str | None = None) -> list[str]:
-        """Run the tasks in order (dependencies come first) and return their keys."""
+    def compute(self, tasks: Sequence[Task], progress: str | None = None, workers: int = 1) -> list[str]:
+        """Run the tasks (dependencies come first in the list) and return their keys in order.
+
+        With `workers` > 1 they run on that many threads: a task starts once every task it depends on is done,
+        in list order among those ready. The first failure (or Ctrl-C) stops the sweep: no new task starts, the
+        running ones stop at their next step (`CANCELLED`), and the failure is raised once they have."""
         check_order(tasks)
-        self.submitted += len(tasks)
-        return [task.fn(*task.args) for task in tasks]
+        unique: dict[str, Task] = {}
+        for task in tasks:
+            unique.setdefault(task.key, task)
+        self.submitted += len(unique)
+        if workers <= 1 or len(unique) <= 1:
+            done: dict[str, str] = {}
+            for key, task in unique.items():
+                done[key] = task.fn(*task.args)
+            return [done[task.key] for task in tasks]
+        return self._compute_threads(list(unique.values()), tasks, workers)
+
+    def _compute_threads(self, unique: list[Task], tasks: Sequence[Task], workers: int) -> list[str]:
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        done: dict[str, str] = {}
+        waiting = list(unique)
+        running: dict[Any, Task] = {}
+        failure: BaseException | None = None
+        CANCELLED.clear()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ex4-run")
+        try:
+            while waiting or running:
+                if failure is None:
+                    for task in [task for task in waiting if all(dep in done for dep in task.deps)]:
+                        if len(running) >= workers:
+                            break
+                        waiting.remove(task)
+                        running[pool.submit(task.fn, *task.args)] = task
+                if not running:
+                    break
+                finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    task = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        done[task.key] = future.result()
+                    elif failure is None or isinstance(failure, Cancelled):
+                        failure = error
+                        CANCELLED.set()
+        except BaseException:  # Ctrl-C while waiting: stop the running tasks at their next step
+            CANCELLED.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            CANCELLED.clear()
+            raise
+        pool.shutdown(wait=True)
+        CANCELLED.clear()
+        if failure is not None:
+            raise failure
+        return [done[task.key] for task in tasks]
 
 
 @dataclass

@@ -177,7 +177,7 @@ def run_seeds(names: str | Sequence[str], values: dict[str, Any], store: Store |
     (`ex4.experiments.seeds.seed_values`).
 
     With `seed_repeats` 1 this is `run` itself. With more, the missing Section 6 runs of every seed are trained
-    first, together (`ex4.experiments.seeds.prefetch`), and on Dask so are the missing Section 7 runs of every
+    first, together (`ex4.experiments.seeds.prefetch`), and so are the missing Section 7 runs of every
     seed (`prefetch_cnn`); each seed's result is then assembled from them."""
     from ex4.experiments.seeds import prefetch, prefetch_cnn, repeated, seed_values, seeds_of
 

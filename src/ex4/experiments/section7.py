@@ -22,9 +22,14 @@ Where the missing runs are computed is the executor's business: locally they run
 process (images decoded once, the backbone and features obtained once); on Dask each is one task, the
 surrogate pretraining and the feature extraction are tasks too, and the runs that need them depend on them,
 so Dask starts a run once what it reads is in the store. Workers write to the store themselves.
-Training uses every core of the machine (`use_all_cores`) on every executor: torch's intra-op thread count
-changes the rounding of a ResNet18 step, so a run computed on a worker with fewer threads would not equal the
-same run computed locally.
+Every run trains on one torch thread (`one_thread`), on every executor and every machine: torch's intra-op thread
+count changes the rounding of a ResNet18 step, so a thread count taken from the machine would make the same key
+hold other numbers on a laptop and on a cluster node. The cores are shared out by whole runs instead: locally the
+missing runs go to a pool of one thread per core (`LocalExecutor.compute(workers=...)`, each run once what it reads
+is stored), on Dask to the workers' threads. Two one-thread runs side by side also did more per second than one
+run on two threads (on a 2-core AVX2 EPYC: 0.49 s against 0.67 s per ResNet18 step at 64 px), and a run on one
+thread does not stall when another process takes a core, as OpenMP's threads of one op do (README, *Near the
+floor*). XGBoost and the scikit-learn probe run on one thread too.
 
 What makes it fast without changing the numbers:
 - images are decoded once per size (the loader's cache) and turned into tensors batch by batch;
@@ -273,6 +278,9 @@ def _surrogate_entry(excluded: list[int], side: int, crop: int, seed: int, devic
 # --- data ------------------------------------------------------------------------------------------------------
 
 
+_DECODE_LOCK = threading.RLock()
+
+
 class Images:
     """The faces splits at each size the baselines need, loaded (decoded once, cached) on first use.
 
@@ -291,9 +299,10 @@ class Images:
     def load(self, size: int):
         from ex4.data.faces import load_faces
 
-        if size not in self._loaded:
-            self._loaded[size] = load_faces(self.directory, size)
-        faces = self._loaded[size]
+        with _DECODE_LOCK:  # runs on several threads share `_loaded`: each size is decoded once
+            if size not in self._loaded:
+                self._loaded[size] = load_faces(self.directory, size)
+            faces = self._loaded[size]
         if self.fingerprint is not None and faces.fingerprint != self.fingerprint:
             raise Ex4Error(f"{self.directory}: the images changed between being fingerprinted for the store key and "
                            "being read; run again once the data stops changing")
@@ -304,7 +313,13 @@ class Images:
 
     def release(self, size: int) -> None:
         """Drop one size's arrays (the 224 px XGBoost copy is ~0.3 GB on the stand-in)."""
-        self._loaded.pop(size, None)
+        with _DECODE_LOCK:
+            self._loaded.pop(size, None)
+
+    def share(self, loaded: dict) -> None:
+        """Use (and add to) `loaded`, a per-process cache of decoded sizes, from now on."""
+        with _DECODE_LOCK:
+            self._loaded = loaded
 
     def split(self, name: str, size: int, crop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 images [n, crop, crop, 3], int64 labels) of one split; train restricted to the subset."""
@@ -507,6 +522,7 @@ def run_linear_probe(setup: Setup, features: dict[str, torch.Tensor], lr: float)
 def run_sklearn_probe(setup: Setup, features: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     from ex4.train.features import resize_side
 
@@ -514,10 +530,12 @@ def run_sklearn_probe(setup: Setup, features: dict[str, torch.Tensor]) -> tuple[
     size = params["cnn_image_size"]
     labels = _probe_labels(setup)
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
+    # one BLAS thread, like every Section 7 computation (the thread count of a sum can change its rounding); the
+    # convergence flag comes from the iteration count, since catching the warning is not thread-safe
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
         model = LogisticRegression().fit(features["train"].numpy(), labels["train"])
-    converged = not any(issubclass(warning.category, ConvergenceWarning) for warning in caught)
+    converged = bool(np.all(np.asarray(model.n_iter_) < model.max_iter))
     logits = {split: model.decision_function(features[split].numpy()).astype(np.float32) for split in ("val", "test")}
     run_params = {"model": "LogisticRegression() defaults", "image_size": size, "resize": resize_side(size),
                   "normalize": "imagenet", "seed": params["seed"], "converged": converged}
@@ -647,11 +665,19 @@ def make_plan(ctx: Context) -> Plan:
 # --- computing runs: here, or as tasks on the cluster ------------------------------------------------------------
 
 
-def use_all_cores() -> None:
-    """Train with every core of the machine, on every executor. torch's intra-op thread count changes how a
-    ResNet18 step rounds, so a worker that trained with its share of the cores would give other numbers than
-    the same run computed here; a run holds the whole machine instead (one run at a time per worker process)."""
-    torch.set_num_threads(os.cpu_count() or 1)
+RUN_THREADS = 1  # torch intra-op threads of every Section 7 computation, on any machine (see the module docstring)
+
+
+def one_thread() -> None:
+    """Compute on `RUN_THREADS` torch threads in the calling thread (each task sets it in the thread it runs in:
+    OpenMP keeps the count per thread)."""
+    torch.set_num_threads(RUN_THREADS)
+
+
+def local_workers(device: torch.device) -> int:
+    """How many runs compute at once in this process: one per core on the CPU, one on a GPU (which the runs
+    would only take turns on)."""
+    return 1 if device.type != "cpu" else max(1, os.cpu_count() or 1)
 
 
 def compute_run(setup: Setup, baseline: str, lr: float | None) -> tuple[dict, dict]:
@@ -684,39 +710,42 @@ def store_run(setup: Setup, run: RunPlan) -> Outcome:
     return outcome
 
 
-# one computation at a time per worker process: the initial weights are drawn from torch's global generator (under
-# fork_rng) and the thread count is process-wide, so two tasks in one worker's threads must not interleave
-_COMPUTING = threading.Lock()
-_WORKER_IMAGES: dict[tuple[str, str], dict] = {}  # (folder, content) -> {size: decoded splits}, per worker process
+# decoded images per process, shared by the tasks its threads run (a Dask worker keeps them across tasks; locally
+# the client's decoded reference size is put here first): (folder, content) -> {size: decoded splits}
+_PROCESS_IMAGES: dict[tuple[str, str], dict] = {}
+_PROCESS_IMAGES_LOCK = threading.Lock()
 
 
-def _worker_setup(job: Job, store_root: str) -> Setup:
+def shared_images(job: Job, loaded: dict | None = None) -> dict:
+    """This process's decoded sizes of `job`'s images (`loaded` becomes them when none are kept yet)."""
     memo = (job.data_dir, job.images_fingerprint)
-    if memo not in _WORKER_IMAGES:
-        _WORKER_IMAGES.clear()
-        _WORKER_IMAGES[memo] = {}
-    use_all_cores()
-    return job.setup(Store(store_root), shared=_WORKER_IMAGES[memo])
+    with _PROCESS_IMAGES_LOCK:
+        if memo not in _PROCESS_IMAGES:
+            _PROCESS_IMAGES.clear()
+            _PROCESS_IMAGES[memo] = loaded if loaded is not None else {}
+        return _PROCESS_IMAGES[memo]
+
+
+def _task_setup(job: Job, store_root: str) -> Setup:
+    one_thread()
+    return job.setup(Store(store_root), shared=shared_images(job))
 
 
 def run_task(job: Job, run: RunPlan, store_root: str) -> str:
-    """A Dask task: compute one run and store it as "cnn-run" (unless it is stored already); returns its key."""
-    with _COMPUTING:
-        return store_run(_worker_setup(job, store_root), run).key
+    """A task: compute one run and store it as "cnn-run" (unless it is stored already); returns its key."""
+    return store_run(_task_setup(job, store_root), run).key
 
 
 def surrogate_task(job: Job, store_root: str) -> str:
-    """A Dask task: pretrain the surrogate backbone and store it as "cnn-surrogate"; returns its key."""
-    with _COMPUTING:
-        _worker_setup(job, store_root).get_backbone()
+    """A task: pretrain the surrogate backbone and store it as "cnn-surrogate"; returns its key."""
+    _task_setup(job, store_root).get_backbone()
     return job.backbone.surrogate_key
 
 
 def features_task(job: Job, store_root: str) -> str:
-    """A Dask task: the frozen backbone's features of every split, stored as "cnn-features"; returns the key."""
-    with _COMPUTING:
-        setup = _worker_setup(job, store_root)
-        setup.get_features()
+    """A task: the frozen backbone's features of every split, stored as "cnn-features"; returns the key."""
+    setup = _task_setup(job, store_root)
+    setup.get_features()
     return job.features_key(setup.store)
 
 
@@ -743,9 +772,18 @@ def run_tasks(job: Job, missing: list[RunPlan], store: Store, label: str = "") -
     return tasks
 
 
-def compute_tasks(executor: Any, tasks: list, store: Store, progress: str) -> None:
-    """Run the tasks on the cluster; Ex4Error when one reported done is not in the store (not shared)."""
-    executor.compute(tasks, progress=progress)
+def compute_tasks(executor: Any, tasks: list, store: Store, progress: str, device: torch.device | None = None) -> None:
+    """Run the tasks on the executor (locally on `local_workers(device)` threads); Ex4Error when one reported done is
+    not in the store (on a cluster: a store that is not shared)."""
+    if executor.distributed:
+        executor.compute(tasks, progress=progress)
+    else:
+        previous = torch.get_num_threads()
+        try:
+            one_thread()
+            executor.compute(tasks, progress=progress, workers=local_workers(device or torch.device("cpu")))
+        finally:
+            torch.set_num_threads(previous)
     for task in tasks:
         if store.load(task.key) is None:
             raise Ex4Error(f"{progress}: {task.label} was reported done by the cluster but is not in the store at "
@@ -794,19 +832,20 @@ def compute_cnn(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
         timings["features"] = 0.0
     setup = job.setup(store, images=plan.images)
     computed_remotely: dict[str, str] = {}  # "surrogate" | "features" -> store key made by a task for this result
-    if missing and ctx.executor is not None and ctx.executor.distributed:
+    if missing:
+        from ex4.executor import executor_for
+
+        executor = ctx.executor if ctx.executor is not None else executor_for("local", "local:1")
+        if not executor.distributed:  # the tasks here start from the images decoded for the plan
+            plan.images.share(shared_images(job, plan.images._loaded))
         tasks = run_tasks(job, missing, store)
         for task in tasks:
             if task.fn is surrogate_task:
                 computed_remotely["surrogate"] = task.key
             elif task.fn is features_task:
                 computed_remotely["features"] = task.key
-        compute_tasks(ctx.executor, tasks, store, "cnn")
+        compute_tasks(executor, tasks, store, "cnn", job.device)
         stored.update({run.key: store.load(run.key) for run in missing})
-    elif missing:
-        use_all_cores()
-        for run in missing:
-            stored[run.key] = store_run(setup, run)
     if "features" in setup.reused:  # obtained here
         reused["features"] = setup.reused["features"]
         timings["features"] = setup.timings["features"]

@@ -16,7 +16,8 @@ Section 7's `cnn` is repeated too, and its full-network baselines (scratch, fine
 trains) are the expensive part: `cnn_full_network_repeats` = K keeps them to the first K seeds, and the later
 seeds' results hold only XGBoost and the probes (`seed_values`: the experiment run with `cnn_baselines`
 filtered, an honest result under its own key). On a Dask executor every missing Section 7 run of every seed,
-with the surrogate pretraining and feature extraction they need, goes out in one sweep first (`prefetch_cnn`).
+with the surrogate pretraining and feature extraction they need, goes out in one sweep first (`prefetch_cnn`);
+locally the same sweep runs on one thread per core.
 
 This module changes no stored result: Section 6's own module (whose source is part of every run's key) is
 untouched by the seeds, so the keys of results stored before seeds existed still hold.
@@ -124,9 +125,9 @@ def _refused(name: str, p: Mapping[str, Any]) -> bool:
 
 
 def prefetch_cnn(names: Sequence[str], values: Mapping[str, Any], store: Store) -> int:
-    """On a Dask executor, compute every missing Section 7 run of every seed of `values` (with the surrogate
-    pretraining and the feature extraction they need) as tasks of one sweep; returns how many tasks ran. Seeds
-    whose `cnn` result is stored are skipped unplanned. Locally each seed's `run` computes its own runs."""
+    """Compute every missing Section 7 run of every seed of `values` (with the surrogate pretraining and the
+    feature extraction they need) as tasks of one sweep, on the Dask cluster or locally on one thread per core;
+    returns how many tasks ran. Seeds whose `cnn` result is stored are skipped unplanned."""
     from ex4.executor import executor_for
     from ex4.experiments import Context, DeclaredParams, data_dir_and_files, registry
     from ex4.experiments import section7 as s7
@@ -136,9 +137,8 @@ def prefetch_cnn(names: Sequence[str], values: Mapping[str, Any], store: Store) 
     if "cnn" not in names or len(seeds) == 1:
         return 0
     executor = executor_for(values.get("executor", "local"), values.get("dask_scheduler", "local:1"))
-    if not executor.distributed:
-        return 0
-    executor.check_store(store.root)
+    if executor.distributed:
+        executor.check_store(store.root)
     experiment = registry()["cnn"]
     folder, files = data_dir_and_files("faces", dict(values))
     data = fingerprint_digests(((path, file_digest(path)) for path in files), root=folder)
@@ -152,5 +152,7 @@ def prefetch_cnn(names: Sequence[str], values: Mapping[str, Any], store: Store) 
                       data_fingerprint=data, executor=executor)
         tasks += s7.missing_tasks(ctx, label=f"seed {seed} ")
     if tasks:
-        s7.compute_tasks(executor, tasks, store, f"cnn, {len(seeds)} seeds")
+        from ex4.train.device import pick_device
+
+        s7.compute_tasks(executor, tasks, store, f"cnn, {len(seeds)} seeds", pick_device(values["device"]))
     return len(tasks)

@@ -10,8 +10,10 @@ Backbone weights are never fetched behind the user's back: ImageNet weights are 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -24,11 +26,23 @@ FEATURES = 512  # ResNet18's pooled feature width
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# Initial weights are drawn from torch's global generator (PyTorch's default init has no generator argument), so
+# two runs built at once in two threads (Section 7's runs share out the cores by whole runs) would draw from one
+# stream; this lock makes each build draw its seed's numbers alone.
+_GLOBAL_GENERATOR = threading.RLock()
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """The global generator seeded with `seed` for the block, restored after it, one thread at a time."""
+    with _GLOBAL_GENERATOR, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
 
 def make_head(seed: int, in_features: int = FEATURES) -> nn.Linear:
     """A fresh `Linear(in_features, 1)` whose initial weights depend only on `seed`."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return nn.Linear(in_features, 1)
 
 
@@ -36,8 +50,7 @@ def resnet18_binary(seed: int, backbone_state: Mapping[str, torch.Tensor] | None
     """ResNet18 with a 1-unit head: random init from `seed`, then the backbone weights if given."""
     from torchvision.models import resnet18
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = resnet18(weights=None)
     if backbone_state is not None:
         load_backbone(model, backbone_state)
@@ -49,8 +62,7 @@ def resnet18_classifier(seed: int, classes: int) -> nn.Module:
     """Plain ResNet18 with `classes` outputs (the surrogate's source task)."""
     from torchvision.models import resnet18
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return resnet18(weights=None, num_classes=classes)
 
 

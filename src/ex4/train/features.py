@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ex4.cancel import check_cancelled
 from ex4.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 
 # inference batch: about this many pixels (x3 channels) per batch, capped, so 224 px stays near 1 GiB of
@@ -170,8 +171,14 @@ def progress(iterable, total: int, desc: str):
     """A tqdm bar on stderr for loops that last more than two seconds, like Section 6's: during a book build
     papermill forwards it to the terminal (a minutes-long Section 7 would otherwise look hung), and the
     renderer keeps stderr out of the pages."""
-    return tqdm(iterable, total=total, desc=desc, unit="batch", file=sys.stderr, leave=False, delay=2.0,
-                mininterval=1.0)
+    bar = tqdm(iterable, total=total, desc=desc, unit="batch", file=sys.stderr, leave=False, delay=2.0,
+               mininterval=1.0)
+    try:
+        for item in bar:
+            check_cancelled()  # a stopped sweep ends this run within a step (see ex4.cancel)
+            yield item
+    finally:
+        bar.close()
 
 
 def run_inference(model: nn.Module, images: np.ndarray, spec: InputSpec, device: torch.device,
