@@ -423,17 +423,22 @@ def _finish_run(baseline: str, lr: float | None, backbone: str, run_params: dict
 
 
 def run_xgboost(setup: Setup) -> tuple[dict, dict]:
+    from ex4.train.features import resize_side
     from ex4.train.xgb import fit_xgboost, pixel_features, xgboost_logits
 
     started = time.perf_counter()
     crop, seed = setup.params["cnn_xgb_crop"], setup.params["seed"]
     data = {split: setup.images.split(split, XGB_RESIZE) for split in ("train", "val", "test")}
     features = {split: pixel_features(images, crop) for split, (images, _) in data.items()}
-    model = fit_xgboost(features["train"], data["train"][1], seed)
+    labels = {split: labels for split, (_, labels) in data.items()}
+    del data
+    size = setup.params["cnn_image_size"]
+    if XGB_RESIZE not in (size, resize_side(size)):  # no network needs this size: free it before the trees grow
+        setup.images.release(XGB_RESIZE)
+    model = fit_xgboost(features["train"], labels["train"], seed)
     logits = {split: xgboost_logits(model, features[split]) for split in ("val", "test")}
     run_params = {"model": "XGBClassifier() defaults", "resize": XGB_RESIZE, "crop": crop,
                   "features": 3 * crop * crop, "seed": seed}
-    labels = {split: data[split][1] for split in ("val", "test")}
     return _finish_run("xgboost", None, "none", run_params, logits, labels, started)
 
 
@@ -682,14 +687,8 @@ def local_workers(device: torch.device) -> int:
 
 def compute_run(setup: Setup, baseline: str, lr: float | None) -> tuple[dict, dict]:
     """(run record, {split: probabilities}) of one baseline at one lr."""
-    from ex4.train.features import resize_side
-
     if baseline == "xgboost":
-        done = run_xgboost(setup)
-        size = setup.params["cnn_image_size"]
-        if XGB_RESIZE not in (size, resize_side(size)):
-            setup.images.release(XGB_RESIZE)
-        return done
+        return run_xgboost(setup)
     if baseline in FULL_NETWORK:
         return run_full_network(setup, baseline, lr)
     if baseline == "linear_probe":
