@@ -98,3 +98,25 @@ def test_an_edited_sentence_shows_in_the_open_page_and_ctrl_c_stops_cleanly(tmp_
     assert code in (0, 130), "".join(output.lines)
     assert "ex4 preview: stopped" in "".join(output.lines)
     assert "Traceback" not in "".join(output.lines)
+
+
+def test_sigterm_stops_the_preview_cleanly_even_when_sigint_is_ignored(tmp_path):
+    """A background job of a non-interactive shell ignores SIGINT; `kill` (SIGTERM) stops ex4 as Ctrl-C does."""
+    root = write_toy_book(tmp_path / "book")
+    env = {**os.environ, "EX4_ROOT": str(root), "EX4_STORE": str(tmp_path / "store"),
+           "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-m", "ex4.cli", "preview", "--port", "0"], cwd=root, env=env,
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    output = Output(process.stderr)
+    try:
+        output.wait_for(r"rebuilt in", 240)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output.thread.join(timeout=5)
+    text = "".join(output.lines)
+    assert code in (0, 143), text
+    assert "ex4 preview: stopped" in text and "Traceback" not in text

@@ -257,18 +257,49 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     args = build_parser().parse_args(argv)
-    if args.debug:  # everything as Python shows it, tracebacks included
-        return _run(args)
-    held = _Warnings()
-    previous = warnings.showwarning
-    warnings.showwarning = held.show
-    try:
-        status = _run(args)
-    finally:
-        warnings.showwarning = previous
+    with _terminate_as_interrupt():
+        if args.debug:  # everything as Python shows it, tracebacks included
+            return _run(args)
+        held = _Warnings()
+        previous = warnings.showwarning
+        warnings.showwarning = held.show
+        try:
+            status = _run(args)
+        finally:
+            warnings.showwarning = previous
     if status == 0:
         held.flush()
     return status
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _on_terminate(signum, frame) -> None:
+    raise _Terminated()
+
+
+class _terminate_as_interrupt:
+    """SIGTERM stops a command as Ctrl-C does (`kill`, a batch system at its time limit, a process manager): the
+    running runs stop, nothing half-written stays, `ex4 preview` closes its server. A background job started by a
+    non-interactive shell ignores SIGINT, so SIGTERM is how such a job is stopped cleanly. Only in the main thread
+    (signal handlers live there); the previous handler comes back afterwards."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, _on_terminate)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -279,6 +310,9 @@ def _run(args: argparse.Namespace) -> int:
             raise
         print(f"ex4: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except _Terminated:
+        print("ex4: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("ex4: interrupted", file=sys.stderr)
         return 130
