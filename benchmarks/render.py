@@ -62,6 +62,16 @@ def median(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} s (median of {len(values)}: {', '.join(f'{v:.1f}' for v in values)})"
 
 
+def _letters(number: int) -> str:
+    """`number` written with the letters a-z (base 26), for a marker without digits."""
+    letters = ""
+    while True:
+        number, digit = divmod(number, 26)
+        letters = "abcdefghijklmnopqrstuvwxyz"[digit] + letters
+        if number == 0:
+            return letters
+
+
 class Edit:
     """Edits one sentence of the chapter, a new wording each time; puts the original back on exit."""
 
@@ -76,7 +86,9 @@ class Edit:
 
     def next(self) -> str:
         self.count += 1
-        marker = f"One reference line (edit {self.count}, {time.time_ns()}) runs through the loss figures"
+        # in words, not digits: a number typed into prose fails the chapters' own check (tests/test_prose.py), which
+        # the warm `nox -s report` of step 4 runs with the edit in place
+        marker = f"One reference line (edit {_letters(self.count)} {_letters(time.time_ns())}) runs through the loss figures"
         CHAPTER.write_text(self.original.replace(SENTENCE, marker), encoding="utf-8")
         return marker
 
