@@ -41,8 +41,10 @@ def load() -> str:
 
 
 def environment() -> dict[str, str]:
+    """What the nox sessions run under (noxfile.py: `ensure_env`), the bytecode cache included."""
     src = str(ROOT / "src")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+            "PYTHONDONTWRITEBYTECODE": ""}
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> float:
@@ -170,7 +172,8 @@ def main() -> None:
             suite = run(["-m", "pytest", "-q", "-x", "-m", QUICK_TESTS, "-p", "no:cacheprovider"])
             edit.next()
             book_render = render(profile)
-            checks = run(["-m", "pytest", "-q", "-m", "book", "-p", "no:cacheprovider"],
+            checks = run(["-m", "pytest", "-q", "-m", "book", "-p", "no:cacheprovider", "tests/test_book_smoke.py",
+                          "tests/test_browser.py"],
                          env={**environment(), "EX4_BOOK_DIR": str(ROOT / "_book")})
             total = data + suite + book_render + checks
             print(f"4. warm nox -s report after a one-sentence edit: {total:.1f} s = data {data:.1f} + tests "

@@ -16,15 +16,50 @@ import pytest
 SLOW_MODULES = frozenset({
     "test_cli.py", "test_cnn_experiment.py", "test_cnn_gpu.py", "test_cnn_probe.py", "test_cnn_setup.py",
     "test_cnn_textbook.py", "test_render_book.py", "test_section7_seeds.py", "test_section7_wording.py",
-    "test_seed_repeats.py",
-    "test_seed_wording.py", "test_wording_section6_front.py",
+    "test_seed_repeats.py", "test_seed_wording.py", "test_wording_section6_front.py",
+    "test_executor.py", "test_preview.py", "test_render_cache.py",  # these mark themselves slow too
 })
+
+
+# The book checks (`-m book`): `nox -s report` names these modules so that its check of `_book/` imports nothing
+# else (tests/test_test_tiers.py checks that every book test lives here and that the noxfile names them all).
+BOOK_MODULES = ("test_book_smoke.py", "test_browser.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """A slow module is not even imported when the marker expression (`-m`) leaves out every slow test: the quick
+    tier then skips their imports (torchvision, Dask, ...), most of its collection time; deselecting after
+    importing would give the same tests, later."""
+    if collection_path.name in SLOW_MODULES and excludes_mark(config.getoption("markexpr", ""), "slow"):
+        return True
+    return None
+
+
+def excludes_mark(expression: str, mark: str) -> bool:
+    """Whether `-m expression` deselects every test that carries `mark`, whatever other marks it has."""
+    import itertools
+    import re
+
+    if not expression.strip():
+        return False
+    try:
+        from _pytest.mark.expression import Expression  # pytest's own parser of `-m`
+
+        compiled = Expression.compile(expression)
+    except Exception:  # another pytest: collect as usual (only slower)
+        return False
+    names = sorted(set(re.findall(r"[A-Za-z_][\w.\-]*", expression)) - {"and", "or", "not", mark})
+    for values in itertools.product((False, True), repeat=len(names)):
+        marks = {mark, *(name for name, on in zip(names, values) if on)}
+        if compiled.evaluate(lambda name, **_: name in marks):
+            return False
+    return True
 
 # --- data layer --------------------------------------------------------------------------------------------
 

@@ -49,3 +49,36 @@ def test_every_module_listed_as_slow_exists():
 
     missing = sorted(name for name in SLOW_MODULES if not (ROOT / "tests" / name).is_file())
     assert not missing, f"tests/conftest.py lists slow modules that do not exist: {missing}"
+
+
+def test_the_mark_expression_decides_which_slow_modules_are_not_imported():
+    from conftest import excludes_mark
+
+    assert excludes_mark("not book and not slow", "slow")
+    assert excludes_mark("not slow", "slow")
+    assert not excludes_mark("book", "slow")  # a slow module may hold book tests
+    assert not excludes_mark("slow or book", "slow")
+    assert not excludes_mark("", "slow")
+    assert not excludes_mark("not book", "slow")
+
+
+def test_the_book_checks_live_in_the_modules_the_report_session_names():
+    from conftest import BOOK_MODULES
+
+    holding = sorted(path.name for path in (ROOT / "tests").glob("test_*.py")
+                     if re.search(r"pytest\.mark\.book\b", path.read_text(encoding="utf-8")))
+    assert holding == sorted(BOOK_MODULES)
+    text = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    for name in BOOK_MODULES:
+        assert f"tests/{name}" in text, name
+    bench = (ROOT / "benchmarks" / "render.py").read_text(encoding="utf-8")
+    for name in BOOK_MODULES:
+        assert f"tests/{name}" in bench, name
+
+
+def test_every_module_that_marks_itself_slow_is_listed_so_the_quick_tier_does_not_import_it():
+    from conftest import BOOK_MODULES, SLOW_MODULES
+
+    marked = sorted(path.name for path in (ROOT / "tests").glob("test_*.py")
+                    if re.search(r"^pytestmark\b.*\bslow\b", path.read_text(encoding="utf-8"), re.M))
+    assert [name for name in marked if name not in SLOW_MODULES and name not in BOOK_MODULES] == []
