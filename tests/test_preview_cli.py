@@ -25,3 +25,15 @@ def test_a_port_in_use_is_one_line(capsys):
         assert main(["preview", "--port", str(port)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"ex4: error: 127.0.0.1:{port}: cannot serve the preview") and "\n" not in error
+
+
+def test_the_watcher_ignores_bytecode_and_its_folder():
+    """Python writes `__pycache__/` (folder, temp file, rename) whenever a render imports a module: not an edit."""
+    from ex4.render.preview import _source_filter
+
+    assert _source_filter(None, "/book/report/section7.qmd")
+    assert _source_filter(None, "/book/src/ex4/fmt.py")
+    assert not _source_filter(None, "/book/src/ex4/__pycache__")
+    assert not _source_filter(None, "/book/src/ex4/__pycache__/fmt.cpython-311.pyc.140234")
+    assert not _source_filter(None, "/book/src/ex4/fmt.cpython-311.pyc")
+    assert not _source_filter(None, "/book/report/.section7.qmd.swp")

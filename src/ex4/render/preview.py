@@ -136,8 +136,11 @@ class Preview:
 
 def _source_filter(change: Any, path: str) -> bool:
     """Sources only: not bytecode, editor swap files or hidden folders."""
-    name = Path(path).name
-    return not (name.endswith((".pyc", ".swp", "~")) or name.startswith(".#") or "/__pycache__/" in path
+    parts = Path(path).parts
+    name = parts[-1] if parts else ""
+    # `__pycache__` anywhere, the folder itself included: Python writes bytecode there (a temp file, then a rename)
+    # whenever a render imports a module, and that must not look like an edit
+    return not (name.endswith((".pyc", ".swp", "~")) or name.startswith(".#") or "__pycache__" in parts
                 or "/." in path.replace("\\", "/"))
 
 
