@@ -34,9 +34,6 @@ def ensure_env(session: nox.Session) -> None:
         stamp.write_text(wanted + "\n")
     session.env["PATH"] = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
     session.env["VIRTUAL_ENV"] = str(ENV)
-    # Python's default, kept even where the shell turns it off (PYTHONDONTWRITEBYTECODE): without the bytecode cache
-    # every pytest run compiles and assertion-rewrites every test module again, seconds of a warm `nox -s report`
-    session.env["PYTHONDONTWRITEBYTECODE"] = ""
 
 
 def run_tests(session: nox.Session) -> None:

@@ -41,10 +41,8 @@ def load() -> str:
 
 
 def environment() -> dict[str, str]:
-    """What the nox sessions run under (noxfile.py: `ensure_env`), the bytecode cache included."""
     src = str(ROOT / "src")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-            "PYTHONDONTWRITEBYTECODE": ""}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> float:
