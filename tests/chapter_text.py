@@ -24,11 +24,15 @@ import ex4.experiments
 import ex4.experiments.seeds
 from ex4.render.notebook import SETUP_TAG, build_notebook
 from ex4.render.qmd import parse_qmd
-from ex4.store import Outcome
+from ex4.store import Outcome, Store
 
 
 class ChapterFailed(AssertionError):
     """A cell raised: the message names the chapter and the .qmd line of the cell."""
+
+
+def _no_computing(self: Store, experiment: str, *args: Any, **kwargs: Any) -> Outcome:
+    raise ChapterFailed(f"the chapter tried to compute '{experiment}' instead of reading the synthetic results")
 
 
 def _markdown_of(value: Any) -> str | None:
@@ -80,9 +84,14 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
 
     matplotlib.use("Agg")
     saved_run, saved_prefetch = ex4.experiments.run, ex4.experiments.seeds.prefetch
+    saved_prefetch_cnn, saved_compute = ex4.experiments.seeds.prefetch_cnn, Store.get_or_compute
     saved_repeated = ex4.experiments.seeds.repeated
     ex4.experiments.run = fake_run
-    ex4.experiments.seeds.prefetch = lambda *args, **kwargs: 0  # nothing to train: the results are given
+    # nothing to train: the results are given (every sweep that trains ahead of `run` is a no-op) ...
+    ex4.experiments.seeds.prefetch = lambda *args, **kwargs: 0
+    ex4.experiments.seeds.prefetch_cnn = lambda *args, **kwargs: 0
+    # ... and a chapter that would compute anything all the same fails at once, instead of training for minutes
+    Store.get_or_compute = _no_computing
     ex4.experiments.seeds.repeated = lambda name: isinstance(results.get(name), (list, tuple))
     pieces: list[str] = []
     try:
@@ -119,6 +128,7 @@ def chapter_text(qmd: Path | str, results: Mapping[str, dict[str, Any]], params:
                 pieces.append(shown)
     finally:
         ex4.experiments.run, ex4.experiments.seeds.prefetch = saved_run, saved_prefetch
+        ex4.experiments.seeds.prefetch_cnn, Store.get_or_compute = saved_prefetch_cnn, saved_compute
         ex4.experiments.seeds.repeated = saved_repeated
         shell.reset(new_session=True)
         sys.modules["__main__"] = saved_main
