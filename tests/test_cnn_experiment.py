@@ -15,7 +15,7 @@ from ex4.experiments import section7
 from ex4.store import Store
 from ex4.train import surrogate
 
-TINY = {"cnn_image_size": 16, "cnn_learning_rates": [0.01], "cnn_batch_size": 4, "cnn_xgb_crop": 8}
+TINY = {"cnn_image_size": 32, "cnn_learning_rates": [0.01], "cnn_batch_size": 4, "cnn_xgb_crop": 8}
 
 
 @pytest.fixture
@@ -235,9 +235,9 @@ def test_a_run_key_names_what_decides_its_numbers_and_nothing_else(cnn, data_fac
     runs = {params_["baseline"]: params_ for params_ in stored_runs(cnn.store).values()}
     assert runs["xgboost"] == {"baseline": "xgboost", "lr": None, "seed": 0, "train_subset": None, "crop": 8,
                                "resize": 224}
-    assert runs["scratch"] == {"baseline": "scratch", "lr": 0.01, "seed": 0, "train_subset": None, "image_size": 16,
+    assert runs["scratch"] == {"baseline": "scratch", "lr": 0.01, "seed": 0, "train_subset": None, "image_size": 32,
                                "device": "cpu", "numerics": runs["scratch"]["numerics"], "batch_size": 4,
                                "epochs": 1}
     before = set(stored_runs(cnn.store))
-    cnn(faces, cnn_baselines=["xgboost"], cnn_image_size=20, cnn_batch_size=2)  # neither decides XGBoost's numbers
+    cnn(faces, cnn_baselines=["xgboost"], cnn_image_size=40, cnn_batch_size=2)  # neither decides XGBoost's numbers
     assert set(stored_runs(cnn.store)) == before

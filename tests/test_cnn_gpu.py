@@ -55,7 +55,7 @@ def test_cnn_experiment_runs_on_cuda(monkeypatch, data_isolated_root, data_faces
     from ex4.store import Store
 
     monkeypatch.setattr(experiments, "registry", lambda: {e.name: e for e in section7.EXPERIMENTS})
-    values = params.resolve(("test", {"cnn_image_size": 16, "cnn_learning_rates": [0.01], "cnn_batch_size": 4,
+    values = params.resolve(("test", {"cnn_image_size": 32, "cnn_learning_rates": [0.01], "cnn_batch_size": 4,
                                       "cnn_baselines": ["scratch"], "faces_dir": str(data_faces_tree(per_class=3)),
                                       "device": "auto"}))
     result = experiments.run("cnn", values, store=Store(tmp_path / "store")).result

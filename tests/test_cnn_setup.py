@@ -125,18 +125,18 @@ def tiny_cnn(monkeypatch, data_isolated_root, tmp_path):
 def test_store_key_and_numerics_record_follow_the_cpu(monkeypatch, tiny_cnn, data_faces_tree):
     faces = data_faces_tree(per_class=2)
     mock_cpu(monkeypatch, XEON_NO_BF16)
-    emulated = tiny_cnn(faces, cnn_image_size=16)
+    emulated = tiny_cnn(faces, cnn_image_size=32)
     assert emulated.result["numerics"] == "float32, channels_last" == emulated.result["setup"]["numerics"]
     assert emulated.result["runs"][0]["params"]["numerics"] == "float32, channels_last"
     mock_cpu(monkeypatch, SAPPHIRE_RAPIDS)
-    native = tiny_cnn(faces, cnn_image_size=16)
+    native = tiny_cnn(faces, cnn_image_size=32)
     assert not native.hit and native.key != emulated.key  # a shared store never mixes the two
     assert native.result["numerics"] == "bfloat16 autocast, channels_last"
     assert native.result["setup"]["numerics_reason"] == "cpu-native-bf16"
     assert "amx_bf16" in native.result["setup"]["bf16_flags"]
     assert "Platinum 8481C" in native.result["setup"]["hardware"]
     mock_cpu(monkeypatch, XEON_NO_BF16)
-    assert tiny_cnn(faces, cnn_image_size=16).hit
+    assert tiny_cnn(faces, cnn_image_size=32).hit
 
 
 # --- cnn_image_size: auto ---------------------------------------------------------------------------------------
@@ -147,8 +147,8 @@ def test_image_size_parameter_takes_auto_or_a_side():
     assert params.resolve(("t", {"cnn_image_size": 64}))["cnn_image_size"] == 64
     with pytest.raises(Ex4Error, match="cnn_image_size.*expected auto or an integer"):
         params.resolve(("t", {"cnn_image_size": "large"}))
-    with pytest.raises(Ex4Error, match="cnn_image_size.*>= 16"):
-        params.resolve(("t", {"cnn_image_size": 8}))
+    with pytest.raises(Ex4Error, match="cnn_image_size.*>= 32"):
+        params.resolve(("t", {"cnn_image_size": 31}))
 
 
 def test_auto_is_the_course_size_for_user_images_and_the_native_size_for_the_stand_in(tmp_path):
@@ -221,7 +221,7 @@ def test_a_single_training_image_with_batch_norm_is_one_line():
 
 def test_scratch_and_finetune_train_with_a_one_image_last_batch(tiny_cnn, data_faces_tree):
     faces = data_faces_tree(per_class=6)
-    outcome = tiny_cnn(faces, cnn_image_size=16, cnn_batch_size=4, cnn_train_subset=9,
+    outcome = tiny_cnn(faces, cnn_image_size=32, cnn_batch_size=4, cnn_train_subset=9,
                        cnn_baselines=["scratch", "finetune"], cnn_weights="surrogate")
     assert [run["label"] for run in outcome.result["runs"]] == ["scratch lr=0.01", "finetune lr=0.01"]
     assert all(run["train_loss"][0] is not None for run in outcome.result["runs"])

@@ -171,7 +171,7 @@ def test_section7_seeds_on_dask_go_out_as_one_sweep(tmp_path, cluster, data_face
     no full-network run; results and keys are those computed locally."""
     from ex4.experiments import run_seeds
 
-    tiny = {"faces_dir": str(data_faces_tree(per_class=3)), "cnn_image_size": 16, "cnn_learning_rates": [0.01],
+    tiny = {"faces_dir": str(data_faces_tree(per_class=3)), "cnn_image_size": 32, "cnn_learning_rates": [0.01],
             "cnn_batch_size": 4, "cnn_xgb_crop": 8, "cnn_baselines": ["xgboost", "scratch"], "seed_repeats": 2,
             "cnn_full_network_repeats": 1}
     local = run_seeds(["cnn"], params.resolve(("test", tiny)), Store(tmp_path / "local"))["cnn"]

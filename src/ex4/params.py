@@ -35,6 +35,11 @@ MAX_GRID_ITEMS = 64  # runs in one experiment grid (learning rates, batch sizes,
 MAX_ROW_PASSES = 10**9  # epochs x training rows of one run (the course's largest: 100 x 85,518 = 8.6 M)
 MAX_ACTIVATIONS = 5 * 10**8  # rows per batch x depth x width of one step: 2 GB of float32 (the course: 655,360)
 MAX_CNN_IMAGE = 1_024  # side fed to the ResNet (the course: 224)
+# ResNet18 halves its input five times: below 32 px its last stage convolves a single pixel ringed by padding, which
+# carries no image information and, on CPUs with AMX, is where oneDNN's bf16 backward pass reads uninitialised
+# memory when it runs on a worker thread (16 px: NaN or other numbers than on the main thread; torch 2.14.1 on a
+# Sapphire Rapids Xeon; 17..64 px measured exact). So the smallest side is CIFAR's 32.
+MIN_CNN_IMAGE = 32
 MAX_CNN_BATCH = 4_096
 MAX_CNN_EPOCHS = 1_000
 MAX_CNN_IMAGE_PASSES = 10**7  # epochs x training images of one Section 7 run (the course: 1 x 1,400)
@@ -261,9 +266,9 @@ SCHEMA: dict[str, Spec] = {
     "cnn_batch_size": Spec(32, int_in(1, MAX_CNN_BATCH), f"batch size of the torch baselines (1..{MAX_CNN_BATCH:,})"),
     "cnn_epochs": Spec(1, int_in(1, MAX_CNN_EPOCHS), f"epochs of the torch baselines (1..{MAX_CNN_EPOCHS:,}; "
                                                      f"epochs x training images <= {MAX_CNN_IMAGE_PASSES:,})"),
-    "cnn_image_size": Spec("auto", auto_or(int_in(16, MAX_CNN_IMAGE)),
+    "cnn_image_size": Spec("auto", auto_or(int_in(MIN_CNN_IMAGE, MAX_CNN_IMAGE)),
                            "side fed to ResNet18; auto = 224 (course: resize 256, crop 224) for your own images, "
-                           f"the native size (64) for the bundled stand-in (16..{MAX_CNN_IMAGE:,})"),
+                           f"the native size (64) for the bundled stand-in ({MIN_CNN_IMAGE}..{MAX_CNN_IMAGE:,})"),
     "cnn_xgb_crop": Spec(64, int_in(4, XGB_RESIZE),
                          f"centre crop of the XGBoost pixels (after resizing to {XGB_RESIZE}; 4..{XGB_RESIZE})"),
     "cnn_weights": Spec("auto", choice("auto", "imagenet", "surrogate", allow_path=True),
