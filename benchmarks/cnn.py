@@ -139,7 +139,7 @@ def overhead(values: dict, device, how, reps: int, lr: float) -> dict[str, dict[
 
     def pipeline_run(baseline):
         def run():
-            backbone = section7.Backbone("surrogate:bench", "bench", backbone_state, "bench")
+            backbone = section7.Backbone("surrogate:bench", backbone_state, "bench")
             setup = section7.Setup(params, device, how, images, backbone)
             threads = torch.get_num_threads()
             section7.run_full_network(setup, baseline, lr)
