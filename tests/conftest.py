@@ -17,7 +17,7 @@ SLOW_MODULES = frozenset({
     "test_cli.py", "test_cnn_experiment.py", "test_cnn_gpu.py", "test_cnn_probe.py", "test_cnn_setup.py",
     "test_cnn_textbook.py", "test_render_book.py", "test_section7_seeds.py", "test_section7_wording.py",
     "test_seed_repeats.py", "test_seed_wording.py", "test_wording_section6_front.py",
-    "test_executor.py", "test_preview.py", "test_render_cache.py",  # these mark themselves slow too
+    "test_executor.py", "test_preview.py", "test_render_cache.py", "test_benchmarks.py",  # these mark themselves slow too
 })
 
 

@@ -1,0 +1,32 @@
+"""The Section 7 benchmark still runs: started as the README says, on the smoke profile with one repetition.
+
+Benchmarks print figures to be read, never asserted (machines are shared and noisy); this test only keeps
+`benchmarks/cnn.py` from falling behind the code it measures (it builds ex4's own `Setup` and `Backbone`, which
+changed under it once unnoticed). It checks the exit status and the shape of the last line, the one the issue asks
+for, not its numbers. The course-size part (2,000 generated 1024-px JPEGs) is left out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAST_LINE = re.compile(r"section7 overhead: [0-9.]+x over the tight loop \(pipeline [0-9.]+ s, tight loop [0-9.]+ s\), "
+                       r"course-size estimate nan min")
+
+
+@pytest.mark.slow
+def test_the_section7_benchmark_runs_and_ends_with_its_ratio_line(tmp_path):
+    env = {**os.environ, "EX4_STORE": str(tmp_path / "store")}
+    done = subprocess.run([sys.executable, "benchmarks/cnn.py", "--params", "params/smoke.yml", "--reps", "1",
+                           "--no-course"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("CPU: ") and all(flag in lines[0] for flag in ("AVX-512", "AMX", "bf16 flags"))
+    assert LAST_LINE.fullmatch(lines[-1]), lines[-1]
