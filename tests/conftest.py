@@ -149,6 +149,17 @@ def data_faces_tree(tmp_path: Path) -> Callable[..., Path]:
 # --- training -------------------------------------------------------------------------------------------------
 
 
+def small_surrogate(monkeypatch: pytest.MonkeyPatch, digits: int = 48) -> None:
+    """A surrogate backbone pretrained for one epoch on the first `digits` allowed digits (seconds, not minutes):
+    for tests whose runs depend on a pretrained backbone without testing the pretraining itself."""
+    from ex4.train import surrogate
+
+    monkeypatch.setattr(surrogate, "EPOCHS", 1)
+    full_source = surrogate.source_digits
+    monkeypatch.setattr(surrogate, "source_digits",
+                        lambda exclude=(): tuple(part[:digits] for part in full_source(exclude)))
+
+
 @pytest.fixture
 def single_torch_thread():
     """Tiny tensors gain nothing from intra-op threads, and lose a lot when other processes share the cores."""

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import small_surrogate
 from ex4 import experiments, params
 from ex4.errors import Ex4Error
 from ex4.experiments import section7
@@ -25,10 +26,7 @@ def cnn(monkeypatch, data_isolated_root, tmp_path):
     torch_home.mkdir()
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     monkeypatch.setattr(experiments, "registry", lambda: {e.name: e for e in section7.EXPERIMENTS})
-    monkeypatch.setattr(surrogate, "EPOCHS", 1)
-    full_source = surrogate.source_digits
-    monkeypatch.setattr(surrogate, "source_digits",
-                        lambda exclude=(): tuple(part[:48] for part in full_source(exclude)))
+    small_surrogate(monkeypatch)
     store = Store(tmp_path / "store")
 
     def run(faces_dir: Path, **overrides):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import small_surrogate
 from ex4 import experiments, params
 from ex4.errors import Ex4Error
 from ex4.experiments import section7
@@ -107,9 +108,7 @@ def test_cpu_description_names_the_model_and_flags(monkeypatch):
 def tiny_cnn(monkeypatch, data_isolated_root, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setattr(experiments, "registry", lambda: {e.name: e for e in section7.EXPERIMENTS})
-    monkeypatch.setattr(surrogate, "EPOCHS", 1)
-    full_source = surrogate.source_digits
-    monkeypatch.setattr(surrogate, "source_digits", lambda exclude=(): tuple(part[:37] for part in full_source(exclude)))
+    small_surrogate(monkeypatch, digits=37)
     store = Store(tmp_path / "store")
 
     def run(faces_dir: Path, **overrides):

@@ -127,11 +127,9 @@ def test_a_section7_result_does_not_depend_on_the_callers_threads_nor_on_runs_be
     """The same tiny Section 7 computed on two threads side by side, and one run after another with the caller on
     two torch threads: the same keys and bit for bit the same numbers."""
     from ex4.experiments import run, section7
-    from ex4.train import surrogate
+    from conftest import small_surrogate
 
-    monkeypatch.setattr(surrogate, "EPOCHS", 1)  # a small surrogate: the probe depends on it all the same
-    full_source = surrogate.source_digits
-    monkeypatch.setattr(surrogate, "source_digits", lambda exclude=(): tuple(part[:48] for part in full_source(exclude)))
+    small_surrogate(monkeypatch)  # the probe depends on a pretrained backbone all the same
     tiny = {"faces_dir": str(data_faces_tree(per_class=4)), "cnn_image_size": 32, "cnn_learning_rates": [0.01, 0.1],
             "cnn_batch_size": 4, "cnn_xgb_crop": 8, "cnn_baselines": ["xgboost", "scratch", "sklearn_probe"]}
     values = params.resolve(("test", tiny))

@@ -130,13 +130,11 @@ def test_the_command_line_runs_every_seed(cities, tmp_path):
 def test_section7_over_seeds_reuses_stored_runs_and_keeps_full_networks_to_the_first_seeds(
         tmp_path, monkeypatch, data_isolated_root, data_faces_tree):
     from ex4.experiments import section7 as s7
-    from ex4.train import surrogate
+    from conftest import small_surrogate
     from test_cnn_experiment import TINY, counting
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.setattr(surrogate, "EPOCHS", 1)
-    full_source = surrogate.source_digits
-    monkeypatch.setattr(surrogate, "source_digits", lambda exclude=(): tuple(part[:48] for part in full_source(exclude)))
+    small_surrogate(monkeypatch)
     store = Store(tmp_path / "store")
     values = params.resolve(("test", {**TINY, "faces_dir": str(data_faces_tree(per_class=3)), "seed_repeats": 2,
                                       "cnn_baselines": ["xgboost", "scratch", "sklearn_probe"],
