@@ -50,6 +50,7 @@ client, for every task), and the result's `setup` records each resolved value wi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -66,6 +67,7 @@ import torch
 from ex4.errors import Ex4Error
 from ex4.experiments import Context, Experiment
 from ex4.fmt import format_lr
+from ex4.memory import release_freed_memory
 from ex4.store import Outcome, Store
 
 # every parameter the results depend on
@@ -730,17 +732,33 @@ def _task_setup(job: Job, store_root: str) -> Setup:
     return job.setup(Store(store_root), shared=shared_images(job))
 
 
+def releasing_memory(task: Callable[..., str]) -> Callable[..., str]:
+    """A task that hands its freed heap back to the OS when it ends (`ex4.memory`): the runs beside and after it
+    start from what is really in use, not from what the last run's thread arena kept."""
+    @functools.wraps(task)
+    def releasing(*args: Any) -> str:
+        try:
+            return task(*args)
+        finally:
+            release_freed_memory()
+
+    return releasing
+
+
+@releasing_memory
 def run_task(job: Job, run: RunPlan, store_root: str) -> str:
     """A task: compute one run and store it as "cnn-run" (unless it is stored already); returns its key."""
     return store_run(_task_setup(job, store_root), run).key
 
 
+@releasing_memory
 def surrogate_task(job: Job, store_root: str) -> str:
     """A task: pretrain the surrogate backbone and store it as "cnn-surrogate"; returns its key."""
     _task_setup(job, store_root).get_backbone()
     return job.backbone.surrogate_key
 
 
+@releasing_memory
 def features_task(job: Job, store_root: str) -> str:
     """A task: the frozen backbone's features of every split, stored as "cnn-features"; returns the key."""
     setup = _task_setup(job, store_root)
