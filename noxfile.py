@@ -99,6 +99,6 @@ def preview(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Speed and memory against the textbook reference loops (prints ratios)."""
     ensure_env(session)
-    targets = session.posargs or ["benchmarks/mlp.py", "benchmarks/cnn.py"]
+    targets = session.posargs or ["benchmarks/mlp.py", "benchmarks/cnn.py", "benchmarks/section7.py"]
     for target in targets:
         session.run(PYTHON, target, external=True)

@@ -30,3 +30,25 @@ def test_the_section7_benchmark_runs_and_ends_with_its_ratio_line(tmp_path):
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("CPU: ") and all(flag in lines[0] for flag in ("AVX-512", "AMX", "bf16 flags"))
     assert LAST_LINE.fullmatch(lines[-1]), lines[-1]
+
+
+SECTION7_LINE = re.compile(r"section7 cold: [0-9.]+ min computed \([0-9.]+ s; command [0-9.]+ s\), peak RSS ([0-9.]+) GiB, "
+                           r"(bfloat16 autocast, channels_last|float32, channels_last|float32)")
+
+
+@pytest.mark.slow
+def test_the_cold_section7_benchmark_runs_in_a_store_of_its_own(tmp_path):
+    project_store = tmp_path / "project-store"
+    env = {**os.environ, "EX4_STORE": str(project_store)}
+    done = subprocess.run([sys.executable, "benchmarks/section7.py", "--params", "params/smoke.yml",
+                           "--set", "cnn_baselines=[xgboost, scratch, sklearn_probe]", "--set", "cnn_xgb_crop=8",
+                           "--set", "cnn_precision=float32"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("CPU: ") and "AVX-512" in lines[0]
+    units = [line.split()[0] for line in lines if line.startswith("  ")]
+    assert {"xgboost", "scratch", "sklearn_probe", "cnn-surrogate", "cnn-features"} <= set(units), units
+    found = SECTION7_LINE.fullmatch(lines[-1])
+    assert found and found.group(2) == "float32" and 0.2 < float(found.group(1)) < 24, lines[-1]
+    assert not project_store.exists()  # computed in a temp store, which is gone
