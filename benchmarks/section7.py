@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> None:
         numerics = set()
         print(f"units computed (wall s; side by side they overlap), load average after {load()}:")
         for entry in sorted(store.entries(), key=lambda row: -float(row.get("wall_time") or 0)):
+            if entry.get("experiment") == "cnn":  # the assembled result, not a computed unit
+                continue
             outcome = store.load(entry["key"])
             result = outcome.result if outcome is not None else {}
-            if entry.get("experiment") == "cnn":
-                continue
             name = result.get("label") or entry.get("experiment")
             if isinstance(result.get("params"), dict) and result["params"].get("numerics"):
                 numerics.add(result["params"]["numerics"])
