@@ -1,6 +1,6 @@
 """A cold build, measured: `git clone` of this checkout into a temporary folder, then `nox -s report` there.
 
-    python benchmarks/cold_report.py [--keep] [-- ARGS for nox -s report]
+    python benchmarks/cold_report.py [--keep] [--without-bf16] [-- ARGS for nox -s report]
 
 Run it with the Python that has nox (`pip install nox`), as a newcomer would. Nothing is shared with this
 checkout: the clone gets its own `.nox/ex4` environment (PyTorch installed from scratch), its own bundled
@@ -14,7 +14,10 @@ and after, because machines are shared; the last line is
 
     cold report: <m> min (setup <a> s, data <b> s, tests <c> s, render <d> s, book checks <e> s)
 
-The issue's goal (#9): <= 15 minutes on a 2-core CPU, set-up included.
+The issue's goal (#9): <= 15 minutes on a 2-core CPU, set-up included. `--without-bf16` sets
+`EX4_IGNORE_CPU_FLAGS` to the bf16 flags for the build, so a CPU with native bf16 takes the path of one without
+(float32, channels_last; see `ex4.train.device`) and the time is close to that of a CPU of the same kind
+without bf16.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the clone (its path is printed)")
+    parser.add_argument("--without-bf16", action="store_true",
+                        help="build as on a CPU without bf16 flags (EX4_IGNORE_CPU_FLAGS)")
     parser.add_argument("nox_args", nargs="*", help="arguments after -- go to nox -s report")
     args = parser.parse_args()
     if shutil.which("nox") is None and subprocess.run([sys.executable, "-m", "nox", "--version"],
@@ -56,6 +61,9 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="ex4-cold-"))
     clone = folder / "ex4"
     env = {name: value for name, value in os.environ.items() if not name.startswith("EX4_")}
+    if args.without_bf16:
+        env["EX4_IGNORE_CPU_FLAGS"] = "avx512_bf16,amx_bf16,bf16"  # x86 AVX512_BF16 and AMX-BF16, Arm BF16
+        print(f"without bf16: EX4_IGNORE_CPU_FLAGS={env['EX4_IGNORE_CPU_FLAGS']}")
     print(f"before: {load()}", flush=True)
     began = time.perf_counter()
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
@@ -78,7 +86,7 @@ def main() -> None:
     ended = time.perf_counter()
     python = clone / ".nox" / "ex4" / "bin" / "python"
     cpu = subprocess.run([str(python), "-c", "from ex4.train.device import cpu_description; print(cpu_description())"],
-                         capture_output=True, text=True, cwd=clone).stdout.strip() if python.exists() else "unknown"
+                         capture_output=True, text=True, cwd=clone, env=env).stdout.strip() if python.exists() else "unknown"
     print(f"CPU: {cpu}; after: {load()}")
     if status != 0:
         sys.exit(f"cold_report: nox -s report failed ({status}) after {(ended - began) / 60:.1f} min; clone kept "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -80,6 +82,17 @@ def data_europe_csv(rows: list[tuple], index_column: bool = True) -> str:
         cells = f"{long},{lat},{country}"
         lines.append(f"{number},{cells}" if index_column else cells)
     return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(autouse=True)
+def cpu_flags_as_they_are(monkeypatch: pytest.MonkeyPatch):
+    """Every test sees the CPU's own flags: an `EX4_IGNORE_CPU_FLAGS` set for a build (benchmarks/cold_report.py
+    --without-bf16) must not reach the tests, nor the processes they start."""
+    monkeypatch.delenv("EX4_IGNORE_CPU_FLAGS", raising=False)
+    device = sys.modules.get("ex4.train.device")
+    if device is not None:
+        device.cpu_flags.cache_clear()
+    yield
 
 
 @pytest.fixture

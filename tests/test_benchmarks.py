@@ -42,13 +42,18 @@ def test_the_cold_section7_benchmark_runs_in_a_store_of_its_own(tmp_path):
     env = {**os.environ, "EX4_STORE": str(project_store)}
     done = subprocess.run([sys.executable, "benchmarks/section7.py", "--params", "params/smoke.yml",
                            "--set", "cnn_baselines=[xgboost, scratch, sklearn_probe]", "--set", "cnn_xgb_crop=8",
-                           "--set", "cnn_precision=float32"],
+                           "--without-bf16"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("CPU: ") and "AVX-512" in lines[0]
-    units = [line.split()[0] for line in lines if line.startswith("  ")]
+    assert lines[1].startswith("without bf16: ")
+    units = {line.split()[0]: line.split() for line in lines if line.startswith("  ")}
     assert {"xgboost", "scratch", "sklearn_probe", "cnn-surrogate", "cnn-features"} <= set(units), units
+    # each unit's wall time, then when it started and ended (s after the first unit started)
+    spans = [(float(row[-4]), float(row[-3]), float(row[-1])) for row in units.values()]
+    assert min(start for _, start, _ in spans) == 0 and all(start <= end for _, start, end in spans), spans
     found = SECTION7_LINE.fullmatch(lines[-1])
-    assert found and found.group(2) == "float32" and 0.2 < float(found.group(1)) < 24, lines[-1]
+    # the path `auto` takes on a CPU without bf16 flags, whatever this CPU has
+    assert found and found.group(2) == "float32, channels_last" and 0.2 < float(found.group(1)) < 24, lines[-1]
     assert not project_store.exists()  # computed in a temp store, which is gone

@@ -101,6 +101,29 @@ def test_cpu_description_names_the_model_and_flags(monkeypatch):
     assert "bf16 would be emulated" in device_module.cpu_description()
 
 
+def test_ignored_flags_take_the_path_of_a_cpu_without_them(monkeypatch):
+    mock_cpu(monkeypatch, SAPPHIRE_RAPIDS)
+    monkeypatch.setenv("EX4_IGNORE_CPU_FLAGS", "AVX512_BF16, amx_bf16")
+    assert device_module.cpu_flags() >= {"avx512f", "amx_tile"} and not {"avx512_bf16", "amx_bf16"} & device_module.cpu_flags()
+    assert not device_module.cpu_has_native_bf16()
+    assert choose_numerics(CPU, "auto")[1] == "cpu-no-bf16"
+    text = device_module.cpu_description()
+    assert "bf16 would be emulated" in text and text.endswith("(EX4_IGNORE_CPU_FLAGS ignores amx_bf16, avx512_bf16)")
+    monkeypatch.setenv("EX4_IGNORE_CPU_FLAGS", "avx512_bf16")  # one of the two is enough for bf16
+    device_module.cpu_flags.cache_clear()
+    assert device_module.cpu_has_native_bf16() and "ignores avx512_bf16)" in device_module.cpu_description()
+    monkeypatch.setenv("EX4_IGNORE_CPU_FLAGS", "sve2")  # a flag this CPU does not have: nothing changes, nothing said
+    device_module.cpu_flags.cache_clear()
+    assert device_module.cpu_has_native_bf16() and "ignores" not in device_module.cpu_description()
+
+
+def test_a_malformed_ignored_flag_is_named(monkeypatch):
+    mock_cpu(monkeypatch, SAPPHIRE_RAPIDS)
+    monkeypatch.setenv("EX4_IGNORE_CPU_FLAGS", "avx512_bf16;amx")
+    with pytest.raises(Ex4Error, match=r"^EX4_IGNORE_CPU_FLAGS: 'avx512_bf16;amx' is not a CPU flag name"):
+        device_module.cpu_flags()
+
+
 # --- the store key and the result follow the decision ------------------------------------------------------------
 
 
@@ -136,6 +159,10 @@ def test_store_key_and_numerics_record_follow_the_cpu(monkeypatch, tiny_cnn, dat
     assert "Platinum 8481C" in native.result["setup"]["hardware"]
     mock_cpu(monkeypatch, XEON_NO_BF16)
     assert tiny_cnn(faces, cnn_image_size=32).hit
+    mock_cpu(monkeypatch, SAPPHIRE_RAPIDS)  # its bf16 flags ignored: the same key and numbers as a CPU without them
+    monkeypatch.setenv("EX4_IGNORE_CPU_FLAGS", "avx512_bf16,amx_bf16")
+    ignored = tiny_cnn(faces, cnn_image_size=32)
+    assert ignored.hit and ignored.key == emulated.key
 
 
 # --- cnn_image_size: auto ---------------------------------------------------------------------------------------

@@ -6,12 +6,20 @@ Neither `torch.ops.mkldnn._is_mkldnn_bf16_supported()` (true on any AVX-512 CPU)
 `torch.backends.cpu.get_cpu_capability()` ("AVX512" with or without bf16) tells the two apart, so the
 decision reads the flags the kernel reports in /proc/cpuinfo. Where that file does not exist (macOS,
 Windows) no flag is known and float32 is chosen: slower at worst, never emulated.
+
+`EX4_IGNORE_CPU_FLAGS` (flag names, separated by commas or spaces; e.g. `avx512_bf16,amx_bf16`) makes ex4 act
+as if the CPU lacked those flags: it measures the path a CPU without bf16 takes on one that has it
+(`benchmarks/section7.py --without-bf16`, `benchmarks/cold_report.py --without-bf16`), or keeps a bf16 CPU on
+float32. The flags as seen are what enter the Section 7 store keys and every printed CPU description says which
+were ignored, so results made with and without it are never mixed up.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import platform
+import re
 from pathlib import Path
 
 import torch
@@ -21,6 +29,8 @@ from ex4.errors import Ex4Error
 CPUINFO = Path("/proc/cpuinfo")
 X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # VDPBF16PS (AVX512_BF16) or the AMX tile bf16 unit
 ARM_BF16_FLAGS = ("bf16",)  # FEAT_BF16 (BFDOT/BFMMLA), e.g. Graviton3, Neoverse V1/V2
+IGNORE_FLAGS_VARIABLE = "EX4_IGNORE_CPU_FLAGS"
+FLAG_NAME = re.compile(r"[a-z0-9_.]+")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -57,9 +67,20 @@ def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
     return frozenset(_first_field(cpuinfo, ("flags", "features")).lower().split())
 
 
+def ignored_cpu_flags() -> frozenset[str]:
+    """The flag names `EX4_IGNORE_CPU_FLAGS` lists (lower case); Ex4Error naming the variable for a malformed one."""
+    names = frozenset(os.environ.get(IGNORE_FLAGS_VARIABLE, "").lower().replace(",", " ").split())
+    bad = sorted(name for name in names if not FLAG_NAME.fullmatch(name))
+    if bad:
+        raise Ex4Error(f"{IGNORE_FLAGS_VARIABLE}: {bad[0]!r} is not a CPU flag name (expected names such as "
+                       "avx512_bf16,amx_bf16 separated by commas or spaces)")
+    return names
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
-    return parse_cpu_flags(read_cpuinfo())
+    """This CPU's flags, less those `EX4_IGNORE_CPU_FLAGS` lists (read once per process)."""
+    return parse_cpu_flags(read_cpuinfo()) - ignored_cpu_flags()
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,10 +104,10 @@ def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
 
 def cpu_description(flags: frozenset[str] | None = None) -> str:
     """'<model>, <n> cores, AVX-512 yes, bf16 flags avx512_bf16' — printed with every timing."""
-    import os
-
     flags = cpu_flags() if flags is None else flags
     bf16 = ", ".join(native_bf16_flags(flags)) or "none (bf16 would be emulated)"
     amx = "yes" if {"amx_tile", "amx_bf16"} & flags else "no"
+    ignored = sorted(ignored_cpu_flags() & parse_cpu_flags(read_cpuinfo()))
     return (f"{cpu_model()}, {os.cpu_count()} cores, AVX-512 {'yes' if 'avx512f' in flags else 'no'}, "
-            f"AMX {amx}, bf16 flags: {bf16}")
+            f"AMX {amx}, bf16 flags: {bf16}"
+            + (f" ({IGNORE_FLAGS_VARIABLE} ignores {', '.join(ignored)})" if ignored else ""))
