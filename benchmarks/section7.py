@@ -8,8 +8,9 @@
 The command runs in a child process with a store of its own in a temp folder (nothing is read from or left in the
 project's store), so every run, the surrogate and the features are computed. Printed: the CPU model and flags
 (AVX-512, AVX512_BF16, AMX) and the load before and after, the wall time of each stored unit (XGBoost, each
-network run, the surrogate, the features) with when it started and ended (seconds after the first unit started;
-units computed side by side overlap), and, last, the line
+network run, the surrogate, the features), each run's test accuracy (so a fast but broken run shows) and when
+each unit started and ended (seconds after the first unit started; units computed side by side overlap), and,
+last, the line
 
     section7 cold: <m> min computed (<s> s; command <w> s), peak RSS <g> GiB, <numerics>
 
@@ -91,13 +92,15 @@ def main(argv: list[str] | None = None) -> None:
                 numerics.add(result["params"]["numerics"])
             took = float(entry.get("wall_time") or 0)
             ended = datetime.datetime.fromisoformat(entry["created"]).timestamp() if entry.get("created") else None
-            units.append((result.get("label") or entry.get("experiment"), took, ended))
-        first = min((ended - took for _, took, ended in units if ended is not None), default=None)
-        print(f"units computed (wall s; from - to: s after the first started, to the second), load average after "
-              f"{load()}:")
-        for name, took, ended in sorted(units, key=lambda unit: -unit[1]):
-            span = f"{ended - took - first:6.0f} - {ended - first:4.0f}" if ended is not None else ""
-            print(f"  {name:<22} {took:7.1f}   {span}")
+            accuracy = (result.get("final") or {}).get("test_acc")
+            units.append((result.get("label") or entry.get("experiment"), took, accuracy, ended))
+        first = min((ended - took for _, took, _, ended in units if ended is not None), default=None)
+        print(f"units computed (wall s, test accuracy of a run, from - to: s after the first unit started), load "
+              f"average after {load()}:")
+        for name, took, accuracy, ended in sorted(units, key=lambda unit: -unit[1]):
+            span = f"{ended - took - first:6.0f} - {ended - first:4.0f}" if ended is not None else "     ? -    ?"
+            shown = f"{accuracy:6.3f}" if isinstance(accuracy, (int, float)) else "     -"
+            print(f"  {name:<22} {took:7.1f} {shown} {span}")
         print(f"section7 cold: {computed / 60:.1f} min computed ({computed:.1f} s; command {wall:.1f} s), "
               f"peak RSS {peak:.2f} GiB, {', '.join(sorted(numerics)) or 'no network run'}")
     finally:

@@ -50,9 +50,12 @@ def test_the_cold_section7_benchmark_runs_in_a_store_of_its_own(tmp_path):
     assert lines[1].startswith("without bf16: ")
     units = {line.split()[0]: line.split() for line in lines if line.startswith("  ")}
     assert {"xgboost", "scratch", "sklearn_probe", "cnn-surrogate", "cnn-features"} <= set(units), units
-    # each unit's wall time, then when it started and ended (s after the first unit started)
-    spans = [(float(row[-4]), float(row[-3]), float(row[-1])) for row in units.values()]
+    # each unit's wall time, a run's test accuracy ("-" for the surrogate and the features), when it started and
+    # when it ended (s after the first unit started)
+    spans = [(float(row[-5]), float(row[-3]), float(row[-1])) for row in units.values()]
     assert min(start for _, start, _ in spans) == 0 and all(start <= end for _, start, end in spans), spans
+    assert all(0 <= float(units[name][-4]) <= 1 for name in ("xgboost", "scratch", "sklearn_probe")), units
+    assert units["cnn-surrogate"][-4] == units["cnn-features"][-4] == "-"
     found = SECTION7_LINE.fullmatch(lines[-1])
     # the path `auto` takes on a CPU without bf16 flags, whatever this CPU has
     assert found and found.group(2) == "float32, channels_last" and 0.2 < float(found.group(1)) < 24, lines[-1]

@@ -187,10 +187,14 @@ def test_auto_is_the_course_size_for_user_images_and_the_native_size_for_the_sta
     assert section7.resolve_image_size("auto", tmp_path) == (224, "course")  # a user's folder gets the course protocol
 
 
-def test_bundled_stand_in_resolves_to_its_native_64(data_isolated_root):
+def test_bundled_stand_in_resolves_to_its_native_32(data_isolated_root):
     from ex4.data import resolve_faces_dir
+    from PIL import Image
 
-    assert section7.resolve_image_size("auto", resolve_faces_dir(None))[0] == 64
+    folder = resolve_faces_dir(None)
+    assert section7.resolve_image_size("auto", folder) == (32, "standin-native")
+    with Image.open(next((folder / "test" / "fake").glob("*.png"))) as image:  # the files themselves are 32 x 32
+        assert image.size == (32, 32)
 
 
 def test_resolved_size_enters_the_key_and_the_result(tiny_cnn, data_faces_tree):

@@ -88,7 +88,7 @@ def test_default_standin_has_balanced_splits_and_disjoint_sources() -> None:
     for split, count in bundled.FACES_COUNTS.items():
         classes = [class_name for class_name, _, _ in made[split]]
         assert classes.count("real") == classes.count("fake") == count // 2
-        assert all(pixels.shape == (64, 64, 3) and pixels.dtype == np.uint8 for _, pixels, _ in made[split])
+        assert all(pixels.shape == (bundled.IMAGE_SIDE, bundled.IMAGE_SIDE, 3) == (32, 32, 3) and pixels.dtype == np.uint8 for _, pixels, _ in made[split])
     sources = {split: {value for _, _, origin in items for key, value in origin.items() if key in ("digit", "donor")}
                for split, items in made.items()}
     assert not sources["train"] & (sources["val"] | sources["test"])

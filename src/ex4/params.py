@@ -268,7 +268,7 @@ SCHEMA: dict[str, Spec] = {
                                                      f"epochs x training images <= {MAX_CNN_IMAGE_PASSES:,})"),
     "cnn_image_size": Spec("auto", auto_or(int_in(MIN_CNN_IMAGE, MAX_CNN_IMAGE)),
                            "side fed to ResNet18; auto = 224 (course: resize 256, crop 224) for your own images, "
-                           f"the native size (64) for the bundled stand-in ({MIN_CNN_IMAGE}..{MAX_CNN_IMAGE:,})"),
+                           f"the native size (32) for the bundled stand-in ({MIN_CNN_IMAGE}..{MAX_CNN_IMAGE:,})"),
     "cnn_xgb_crop": Spec(64, int_in(4, XGB_RESIZE),
                          f"centre crop of the XGBoost pixels (after resizing to {XGB_RESIZE}; 4..{XGB_RESIZE})"),
     "cnn_weights": Spec("auto", choice("auto", "imagenet", "surrogate", allow_path=True),

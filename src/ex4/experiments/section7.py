@@ -39,8 +39,8 @@ What makes it fast without changing the numbers:
 - channels_last layout, with mixed precision where the hardware has it natively (bf16 on CPUs whose flags
   list AVX512_BF16 or AMX-BF16, bf16/fp16 on CUDA) and float32 elsewhere; `cnn_precision: float32` instead
   reproduces a textbook float32 NCHW loop bit for bit (same init, same batches; see benchmarks/reference_cnn.py);
-- `cnn_image_size: auto`: the course's 224 for a user's images, the stand-in's native 64 for the bundled set
-  (224 would upsample its 64 x 64 images, 12x the arithmetic for no information); the surrogate backbone is
+- `cnn_image_size: auto`: the course's 224 for a user's images, the stand-in's native 32 for the bundled set
+  (224 would upsample its 32 x 32 images, 49x the arithmetic for no information); the surrogate backbone is
   pretrained at the size it is then used at;
 - on CUDA, the training split sits on the device as uint8 and evaluation batches go through pinned memory.
 
@@ -136,8 +136,9 @@ SIZE_FROM_PARAMETER, SIZE_STANDIN_NATIVE, SIZE_COURSE = "parameter", "standin-na
 def resolve_image_size(requested: int | str, data_dir: Path) -> tuple[int, str]:
     """(side fed to ResNet18, why: one of the SIZE_* codes) for a `cnn_image_size` value and a faces folder.
 
-    `auto` is the course's 224 for a user's images and the bundled stand-in's native side (64) for the stand-in:
-    its pictures are 8x8 digits drawn at 64x64, so 224 would multiply the arithmetic by 12 for no information.
+    `auto` is the course's 224 for a user's images and the bundled stand-in's native side (its manifest's
+    `image_side`, 32) for the stand-in: its pictures are 8x8 digits drawn at 32x32, so 224 would multiply the
+    arithmetic by 49 for no information.
     """
     if requested != "auto":
         return int(requested), SIZE_FROM_PARAMETER
@@ -176,7 +177,7 @@ def key_params(values: dict[str, Any]) -> dict[str, Any]:
     `cnn_weights: auto` means ImageNet when its file is present and the surrogate otherwise, and a .pth path
     means that file's content, so the key must change when the file appears or changes (never downloads).
     `device`, `cnn_precision` and `cnn_image_size` enter as resolved on this machine and data (`cpu`, `bfloat16
-    autocast, channels_last`, 64), so a store shared between a CPU with native bf16 and one without never hands
+    autocast, channels_last`, 32), so a store shared between a CPU with native bf16 and one without never hands
     one the other's numbers.
     """
     from ex4.data import resolve_faces_dir
