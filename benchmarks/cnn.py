@@ -1,7 +1,8 @@
 """Section 7 speed: ex4's training runs against a tight loop of the same steps, and the course-size case.
 
     python benchmarks/cnn.py                          # stand-in overhead + course-size estimate (~5-10 min, 2 cores)
-    python benchmarks/cnn.py --precision float32      # what a CPU without native bf16 runs (auto there)
+    python benchmarks/cnn.py --precision float32      # float32 in the default layout (the textbook arithmetic)
+    EX4_IGNORE_CPU_FLAGS=avx512_bf16,amx_bf16 python benchmarks/cnn.py   # what `auto` runs on a CPU without bf16
     python benchmarks/cnn.py --floor                  # also: what lowers the floor (layout, threads, Adam, ...)
     python benchmarks/cnn.py --textbook               # also: the textbook ImageFolder/DataLoader reference
 
@@ -375,7 +376,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", help="YAML parameter profile (default: params/default.yml if present)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
     parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
-                        help="numerics (default: the cnn_precision parameter); float32 = a CPU without native bf16")
+                        help="numerics (default: the cnn_precision parameter); float32 is NCHW, the textbook "
+                             "arithmetic (a CPU without bf16 runs float32 channels_last: EX4_IGNORE_CPU_FLAGS)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the device parameter")
     parser.add_argument("--threads", type=int, help="torch threads per run (default: 1, what every Section 7 run "
                         "uses, section7.RUN_THREADS; the runs share out the cores by whole runs)")

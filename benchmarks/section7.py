@@ -1,7 +1,7 @@
 """Section 7 as a user gets it: `ex4 run cnn` on a cold store, timed, with its peak memory.
 
     python benchmarks/section7.py                                # default parameters, bundled stand-in
-    python benchmarks/section7.py --set cnn_precision=float32    # float32 (NCHW): near what a CPU without bf16 runs
+    python benchmarks/section7.py --set cnn_precision=float32    # float32, NCHW: the textbook arithmetic
     python benchmarks/section7.py --without-bf16                 # what `auto` picks on a CPU without bf16 flags
     python benchmarks/section7.py --params params/smoke.yml
 
