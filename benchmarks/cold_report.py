@@ -86,7 +86,8 @@ def main() -> None:
     ended = time.perf_counter()
     python = clone / ".nox" / "ex4" / "bin" / "python"
     cpu = subprocess.run([str(python), "-c", "from ex4.train.device import cpu_description; print(cpu_description())"],
-                         capture_output=True, text=True, cwd=clone, env=env).stdout.strip() if python.exists() else "unknown"
+                         capture_output=True, text=True, cwd=clone, env=env
+                         ).stdout.strip() if python.exists() else "unknown"
     print(f"CPU: {cpu}; after: {load()}")
     if status != 0:
         sys.exit(f"cold_report: nox -s report failed ({status}) after {(ended - began) / 60:.1f} min; clone kept "

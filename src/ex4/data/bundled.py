@@ -61,7 +61,7 @@ FACES_COUNTS = {"train": 1400, "val": 200, "test": 400}
 FACES_SPLIT_FOLDERS = {"train": "train", "val": "val", "test": "test"}
 # 8x8 digits drawn at 32 px: 4 px per digit pixel, ResNet18's smallest sensible input (params.MIN_CNN_IMAGE). The
 # networks see the stand-in at this side (`cnn_image_size: auto`); at 64 px each step cost twice the arithmetic for
-# no information (README, *Near the floor*).
+# no information (README, *How the training is done*).
 IMAGE_SIDE = 32
 PAPER_RGB = (236, 230, 214)
 INK_RGB = (30, 45, 100)
@@ -218,7 +218,8 @@ def _palette(rng: np.random.Generator) -> np.ndarray:
 
 
 def render_digit(digit: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """An 8x8 digit (values 0..16) as uint8 [IMAGE_SIDE, IMAGE_SIDE, 3]: bicubic upscaling, `palette` = [paper, ink] RGB."""
+    """An 8x8 digit (values 0..16) as uint8 [IMAGE_SIDE, IMAGE_SIDE, 3]: bicubic upscaling, `palette` = [paper,
+    ink] RGB."""
     from PIL import Image
 
     ink = Image.fromarray((digit / 16.0).astype(np.float32)).resize((IMAGE_SIDE, IMAGE_SIDE),
