@@ -93,7 +93,10 @@ def test_an_edited_sentence_shows_in_the_open_page_and_ctrl_c_stops_cleanly(tmp_
             code = process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-            raise
+            output.thread.join(timeout=5)
+            # what it printed says where it hung: in the watch loop, in a rebuild, or after "stopped" (at exit)
+            raise AssertionError("ex4 preview did not stop within 30 s of SIGINT; its output:\n"
+                                 + "".join(output.lines)) from None
     output.thread.join(timeout=5)
     assert code in (0, 130), "".join(output.lines)
     assert "ex4 preview: stopped" in "".join(output.lines)
