@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable
-
-import sys
 
 import numpy as np
 import pytest
